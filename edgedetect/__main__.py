@@ -1,0 +1,3 @@
+from edgedetect.cli import main
+
+main()

@@ -1,0 +1,42 @@
+"""File helpers shared by every command: atomic writes and no silent overwrites."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from edgedetect.errors import EdgeDetectError
+
+
+def check_writable(path: Path, force: bool = False) -> None:
+    """Raise EdgeDetectError when ``path`` exists (without ``force``) or its folder is missing or read-only."""
+    if path.exists() and not force:
+        raise EdgeDetectError(f"{path} already exists; pass --force to overwrite it or choose another output path")
+    parent = path.parent
+    if not parent.is_dir():
+        raise EdgeDetectError(f"{path}: output folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise EdgeDetectError(f"{path}: output folder {parent} is not writable")
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+
+    Readers never see a half-written file, and an interrupted write leaves the old file (if any) intact.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))

@@ -1,0 +1,133 @@
+"""The one preprocessing used by every stage: file or bytes -> RGB uint8 array of shape (size, size, 3).
+
+Training, calibration, evaluation, predict and bench all call :func:`load_image` (or :func:`open_image`
+followed by :func:`to_array`), so a model never sees pixels prepared two different ways.
+
+The steps are fixed:
+
+1. Decode with Pillow (first frame of an animated file). Pillow's decompression-bomb guard stays on; an
+   image over ``PIL.Image.MAX_IMAGE_PIXELS`` is reported as too large.
+2. Apply the EXIF orientation tag, so the pixels are the way a viewer shows them.
+3. Convert to 8-bit RGB: grayscale, palette and CMYK through Pillow; 16-bit and 32-bit integer images
+   scaled down to 8 bits; alpha composited over white.
+4. Centre-crop to a square, then resize to ``size`` x ``size`` with Pillow's bilinear filter (which
+   antialiases when it shrinks). An image that is already ``size`` x ``size`` is left untouched.
+
+Normalisation is *not* done here: every exported model takes raw RGB 0-255 and normalises in its graph.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from edgedetect.errors import ImageError
+
+Source = Union[str, os.PathLike, bytes]
+
+RESAMPLE = Image.Resampling.BILINEAR
+_EXIF_ORIENTATION = 0x0112
+
+# Written into every model's metadata so a model says how its inputs were made.
+PREPROCESSING = {
+    "color": "RGB",
+    "dtype": "uint8",
+    "range": [0, 255],
+    "layout": "NHWC",
+    "resize": "centre-crop to square, then Pillow bilinear resize (antialiased) to input size",
+    "exif_orientation": "applied",
+    "alpha": "composited over white",
+    "normalisation": "inside the model graph",
+}
+
+
+def _name(source: Source) -> str:
+    return "<bytes>" if isinstance(source, (bytes, bytearray)) else str(source)
+
+
+def _read_bytes(source: Source) -> bytes:
+    if isinstance(source, (bytes, bytearray)):
+        return bytes(source)
+    path = Path(source)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        problem = "broken symlink" if path.is_symlink() else "file not found"
+    except IsADirectoryError:
+        problem = "is a directory, not an image"
+    except PermissionError:
+        problem = "permission denied"
+    except OSError as e:
+        problem = f"cannot read file ({e.strerror or e})"
+    raise ImageError(f"{path}: {problem}")
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        if mode.startswith("I;16") or arr.max(initial=0) > 255:
+            arr = arr / 257.0  # 16-bit range 0..65535 onto 0..255
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
+    if mode == "P" and "transparency" in img.info:
+        img, mode = img.convert("RGBA"), "RGBA"
+    if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def open_image(source: Source) -> Image.Image:
+    """Decode ``source`` (a path or the file's bytes) into an upright 8-bit RGB Pillow image.
+
+    Raises:
+        ImageError: the file is missing, unreadable, not an image, truncated, or too large.
+    """
+    data = _read_bytes(source)
+    if not data:
+        raise ImageError(f"{_name(source)}: empty file (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            img.load()
+            if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+                img = ImageOps.exif_transpose(img)
+            return _to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{_name(source)}: image too large, refused as a possible decompression bomb ({e})") from None
+    except Image.UnidentifiedImageError:
+        raise ImageError(f"{_name(source)}: not an image file Pillow can read") from None
+    except Exception as e:  # Pillow's decoders raise many kinds of errors on malformed data.
+        detail = str(e) or type(e).__name__
+        if "truncated" in detail:
+            detail = "truncated image data"
+        raise ImageError(f"{_name(source)}: cannot decode image ({detail})") from None
+
+
+def to_array(img: Image.Image, size: int) -> np.ndarray:
+    """Centre-crop ``img`` (RGB) to a square and resize it to ``size`` x ``size``; returns uint8 (size, size, 3)."""
+    w, h = img.size
+    if (w, h) != (size, size):
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        img = img.resize((size, size), RESAMPLE, box=(left, top, left + side, top + side))
+    return np.asarray(img, dtype=np.uint8)
+
+
+def load_image(source: Source, size: int) -> np.ndarray:
+    """File path or bytes -> RGB uint8 array of shape (size, size, 3), the input every model takes.
+
+    Raises:
+        ImageError: with one line naming the file and the problem.
+    """
+    return to_array(open_image(source), size)

@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="edgedetect",
+    version="0.1.0",
+    description="AI-generated vs real image detection on the edge with TFLite/LiteRT",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=find_packages(include=["edgedetect", "edgedetect.*", "training", "training.*", "conversion", "conversion.*"])
+    + ["edgedetect.models"],
+    # The shipped models live in the top-level models/ folder and install as package data of edgedetect.models.
+    package_dir={"edgedetect.models": "models"},
+    package_data={"edgedetect.models": ["*.tflite", "*.json", "*.md"]},
+    install_requires=[
+        "numpy>=1.23",
+        "pillow>=9.1",
+        "typer>=0.12",
+        "rich>=13",
+        "matplotlib>=3.6",
+        "ai-edge-litert>=1.2; platform_system != 'Windows'",
+    ],
+    extras_require={
+        "train": ["tensorflow-cpu==2.21.*; platform_system == 'Linux' and platform_machine == 'x86_64'",
+                  "tensorflow==2.21.*; platform_system != 'Linux' or platform_machine != 'x86_64'",
+                  "keras>=3.5", "kagglehub>=0.3"],
+        "dev": ["pytest>=8", "hypothesis>=6"],
+    },
+    entry_points={"console_scripts": ["edgedetect=edgedetect.cli:main"]},
+)

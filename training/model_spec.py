@@ -1,0 +1,151 @@
+"""The registry of trainable architectures: name -> builder, default input size, in-graph preprocessing.
+
+Every built model takes raw RGB pixels 0-255 (float32, NHWC) and outputs one sigmoid unit, p_fake.
+Normalisation lives inside the graph so every exported file takes the same input as
+:func:`edgedetect.preprocess.load_image` produces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+from keras import layers
+
+from edgedetect.errors import EdgeDetectError
+
+# Keras' MobileNetV3 uses BatchNorm momentum 0.999: after a short training from scratch the moving statistics
+# still describe the first batches and inference-mode outputs are near-constant. 0.9 tracks them in ~50 steps.
+BN_MOMENTUM = 0.9
+CAFFE_BGR_MEAN = (103.939, 116.779, 123.68)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one architecture.
+
+    Attributes:
+        name: registry name, used on the command line.
+        default_img_size: input side used when ``--img-size`` is not given.
+        preprocessing: the normalisation inside the graph, in words (also written to model metadata).
+        backbone: ``(inputs_0_255, img_size, weights) -> feature map``; ``weights`` is None, "imagenet" or a path.
+        imagenet: whether ImageNet weights exist for it.
+    """
+
+    name: str
+    default_img_size: int
+    preprocessing: str
+    backbone: Callable[[keras.KerasTensor, int, str | None], keras.KerasTensor]
+    imagenet: bool = True
+
+
+def _mobilenet_v3(variant: str) -> Callable:
+    def build(x, img_size, weights):
+        app = keras.applications.MobileNetV3Small if variant == "small" else keras.applications.MobileNetV3Large
+        net = app(
+            input_shape=(img_size, img_size, 3),
+            include_top=False,
+            weights=weights,
+            include_preprocessing=True,  # Rescaling(1/127.5, offset=-1) inside: takes 0-255
+        )
+        for layer in net.layers:
+            if isinstance(layer, layers.BatchNormalization):
+                layer.momentum = BN_MOMENTUM
+        return net(x)
+
+    return build
+
+
+def _resnet50(x, img_size, weights):
+    # caffe-style preprocess_input (RGB->BGR, subtract ImageNet mean) as a frozen 1x1 convolution: a builtin
+    # layer, so the saved model loads with safe_mode=True and converts to one TFLite CONV_2D.
+    to_bgr = layers.Conv2D(3, 1, name="caffe_preprocess", trainable=False)
+    y = to_bgr(x)
+    to_bgr.set_weights([np.eye(3, dtype="float32")[::-1].reshape(1, 1, 3, 3), -np.array(CAFFE_BGR_MEAN, "float32")])
+    net = keras.applications.ResNet50(input_shape=(img_size, img_size, 3), include_top=False, weights=weights)
+    return net(y)
+
+
+def _cnn(x, img_size, weights):
+    """The usual "CNN from scratch": three blocks of two conv-BN-ReLU and a max-pool, widths doubling.
+
+    Kept narrow (16-32-64, ~73k parameters) because it is meant for the edge: measured here with ai-edge-litert,
+    one thread, batch 256 at 32 px, its int8 file runs ~32k img/s where 32-64-128 runs ~8k.
+    """
+    y = layers.Rescaling(1.0 / 255, name="rescale")(x)
+    for i, width in enumerate((16, 32, 64)):
+        for j in range(2):
+            y = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{i + 1}_conv{j + 1}")(y)
+            y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"block{i + 1}_bn{j + 1}")(y)
+            y = layers.ReLU(name=f"block{i + 1}_relu{j + 1}")(y)
+        y = layers.MaxPooling2D(2, name=f"block{i + 1}_pool")(y)
+    return y
+
+
+REGISTRY: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("mobilenet_v3_small", 32, "Rescaling(1/127.5, offset=-1) inside the Keras application", _mobilenet_v3("small")),
+        ModelSpec("mobilenet_v3_large", 32, "Rescaling(1/127.5, offset=-1) inside the Keras application", _mobilenet_v3("large")),
+        ModelSpec("resnet50", 32, "caffe: RGB->BGR and ImageNet mean subtraction (frozen 1x1 conv)", _resnet50),
+        ModelSpec("cnn", 32, "Rescaling(1/255)", _cnn, imagenet=False),
+    )
+}
+
+
+def get_spec(name: str) -> ModelSpec:
+    """The spec registered as ``name``; an unknown name is an error listing the valid ones."""
+    if name not in REGISTRY:
+        raise EdgeDetectError(f"unknown architecture '{name}'; valid: {', '.join(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def build_model(name: str, img_size: int | None = None, weights: str | None = None, dropout: float = 0.2) -> keras.Model:
+    """Build ``name`` with its in-graph preprocessing and a GAP -> dropout -> sigmoid(p_fake) head.
+
+    Args:
+        name: a registry name.
+        img_size: input side (default: the spec's).
+        weights: None (from scratch), "imagenet" (Keras download; needs internet) or a local weights file
+            for the backbone (e.g. Keras' ``*_notop.h5``).
+        dropout: rate of the head's dropout.
+
+    Raises:
+        EdgeDetectError: unknown name, weights this architecture lacks, missing weights file, or a failed download.
+    """
+    spec = get_spec(name)
+    img_size = img_size or spec.default_img_size
+    if weights is not None:
+        if not spec.imagenet:
+            raise EdgeDetectError(f"'{name}' has no pretrained weights; use --weights none")
+        if weights != "imagenet" and not Path(weights).is_file():
+            raise EdgeDetectError(f"--weights {weights}: file not found (use none, imagenet or a local weights file)")
+    inputs = keras.Input((img_size, img_size, 3), name="image")
+    try:
+        features = spec.backbone(inputs, img_size, weights)
+    except Exception as e:  # Keras raises plain Exception/URLError/ValueError from its downloader and loader
+        if weights is None:
+            raise
+        hint = "no internet here? download the file elsewhere and pass --weights FILE, or use --weights none"
+        raise EdgeDetectError(f"cannot load {weights} weights for {name} ({type(e).__name__}: {e}); {hint}") from None
+    y = layers.GlobalAveragePooling2D(name="pool")(features)
+    y = layers.Dropout(dropout, name="dropout")(y)
+    outputs = layers.Dense(1, activation="sigmoid", dtype="float32", name="p_fake")(y)
+    return keras.Model(inputs, outputs, name=f"{name}_{img_size}")
+
+
+def set_trainable_layers(model: keras.Model, n: int | None) -> None:
+    """Freeze all but the last ``n`` layers of the backbone (None or negative: everything trainable).
+
+    BatchNormalization layers that are frozen stay in inference mode, as fine-tuning practice wants.
+    """
+    if n is None or n < 0:
+        return
+    backbone = next((layer for layer in model.layers if isinstance(layer, keras.Model)), None)
+    if backbone is None:
+        raise EdgeDetectError(f"--trainable-layers needs a pretrained backbone; {model.name} has none")
+    for i, layer in enumerate(backbone.layers):
+        layer.trainable = i >= len(backbone.layers) - n

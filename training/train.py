@@ -1,0 +1,423 @@
+"""Fit a registered architecture on an image dataset; checkpointed, resumable, backend-agnostic Keras 3.
+
+The loop uses only Keras APIs (in-memory uint8 arrays fed through a ``keras.utils.PyDataset``), so the same
+code trains under the TensorFlow, JAX or PyTorch backend. A run directory holds::
+
+    best.keras      best model by validation AUC (loadable with safe_mode=True)
+    last.keras      last epoch, with optimizer state (what --resume continues from)
+    state.json      epoch, best AUC, epochs without improvement
+    config.json     every setting, the dataset summary and library versions
+    history.json    per-epoch train/val loss, accuracy, AUC and learning rate
+    metrics.json    the best model on val (and test, when the data has it) with the threshold chosen on val
+    curves.png      loss, accuracy and AUC curves
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgedetect.errors import EdgeDetectError
+from edgedetect.files import atomic_write_text
+
+RUNS_DIR = Path("runs")
+LATEST = "latest.json"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (written to ``config.json``)."""
+
+    arch: str
+    data: str
+    img_size: int | None = None
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 2e-3
+    weights: str | None = None  # None, "imagenet" or a file
+    trainable_layers: int | None = None
+    augment: bool = True
+    out: str | None = None
+    seed: int = 0
+    mixed_precision: bool = False
+    val_fraction: float = 0.1
+    patience: int = 8
+    dropout: float = 0.2
+    weight_decay: float = 1e-4
+    limit: int | None = None  # use at most this many training images (quick experiments, tests)
+    extra: dict = field(default_factory=dict)
+
+
+def _sequence_class():
+    import keras
+
+    class _ArraySequence(keras.utils.PyDataset):
+        """Batches of uint8 arrays as float32 0-255, shuffled per epoch; flips and integer shifts when augmenting.
+
+        Augmentation never interpolates: horizontal flips and shifts by whole pixels (reflect-padded) keep every
+        pixel value, so the high-frequency traces that tell generated images apart survive.
+        """
+
+        def __init__(self, x, y, batch_size, seed, augment, shuffle, shift=4):
+            super().__init__()
+            self.x, self.y = x, y.astype("float32")
+            self.batch_size, self.seed, self.augment, self.shuffle, self.shift = batch_size, seed, augment, shuffle, shift
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch):
+            rng = np.random.default_rng([self.seed, epoch])
+            self.order = rng.permutation(len(self.y)) if self.shuffle else np.arange(len(self.y))
+            self.rng_seed = [self.seed, epoch, 1]
+
+        def __len__(self):
+            return math.ceil(len(self.y) / self.batch_size)
+
+        def __getitem__(self, i):
+            idx = np.sort(self.order[i * self.batch_size : (i + 1) * self.batch_size])
+            x = self.x[idx]
+            if self.augment:
+                x = _augment(x, np.random.default_rng(self.rng_seed + [i]), self.shift)
+            return x.astype("float32"), self.y[idx]
+
+    return _ArraySequence
+
+
+def _augment(x: np.ndarray, rng: np.random.Generator, shift: int) -> np.ndarray:
+    n, h, w, _ = x.shape
+    flip = rng.random(n) < 0.5
+    x = x.copy()
+    x[flip] = x[flip, :, ::-1]
+    padded = np.pad(x, ((0, 0), (shift, shift), (shift, shift), (0, 0)), mode="reflect")
+    dy, dx = rng.integers(0, 2 * shift + 1, (2, n))
+    rows = dy[:, None] + np.arange(h)[None, :]
+    cols = dx[:, None] + np.arange(w)[None, :]
+    return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
+
+
+def _callbacks_class():
+    import keras
+
+    class RunCheckpoint(keras.callbacks.Callback):
+        """Best/last checkpoints, history, early stopping and per-epoch reseeding, all restorable on --resume."""
+
+        def __init__(self, run_dir: Path, state: dict, history: dict, patience: int, seed: int, train_seq, progress):
+            super().__init__()
+            self.run_dir, self.state, self.history = run_dir, state, history
+            self.patience, self.seed, self.train_seq, self.progress = patience, seed, train_seq, progress
+
+        def on_epoch_begin(self, epoch, logs=None):
+            # Dropout's random stream is reset from (seed, epoch), so a resumed run draws what an unbroken one would.
+            for layer in self.model._flatten_layers():
+                gen = getattr(layer, "seed_generator", None)
+                if gen is not None:
+                    gen.state.assign(np.array([self.seed, epoch], dtype=gen.state.dtype))
+            self.train_seq.set_epoch(epoch)
+            self.progress.start_epoch(epoch, len(self.train_seq))
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.progress.batch(logs or {})
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            logs["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            for key, value in logs.items():
+                self.history.setdefault(key, []).append(float(value))
+            auc = logs.get("val_auc", float("nan"))
+            improved = auc > self.state["best_val_auc"]
+            if improved:
+                self.state.update(best_val_auc=float(auc), best_epoch=epoch + 1, wait=0)
+                _save_model(self.model, self.run_dir / "best.keras")
+            else:
+                self.state["wait"] += 1
+            self.state["epoch"] = epoch + 1
+            _save_model(self.model, self.run_dir / "last.keras")
+            atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
+            atomic_write_text(self.run_dir / "state.json", json.dumps(self.state, indent=1))
+            self.progress.end_epoch(epoch, logs, improved)
+            if self.state["wait"] >= self.patience:
+                self.progress.note(f"early stop: val AUC has not improved for {self.patience} epochs")
+                self.model.stop_training = True
+
+    return RunCheckpoint
+
+
+def _save_model(model, path: Path) -> None:
+    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+class _Progress:
+    """A rich progress bar per epoch and one summary line per finished epoch."""
+
+    def __init__(self, epochs: int, enabled: bool = True):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True, soft_wrap=True)
+        self.epochs = epochs
+        self.bar = Progress(
+            TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.4f}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+            disable=not enabled,
+        )
+        self.task = None
+        self.t0 = time.perf_counter()
+
+    def __enter__(self):
+        self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.__exit__(*exc)
+
+    def start_epoch(self, epoch, steps):
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.t0 = time.perf_counter()
+        self.task = self.bar.add_task("", total=steps, epoch=epoch + 1, epochs=self.epochs, loss=0.0, acc=0.0)
+
+    def batch(self, logs):
+        self.bar.update(self.task, advance=1, loss=logs.get("loss", 0.0), acc=logs.get("accuracy", 0.0))
+
+    def end_epoch(self, epoch, logs, improved):
+        mark = " [green]best[/]" if improved else ""
+        self.console.print(
+            f"epoch {epoch + 1:>3}/{self.epochs}  {time.perf_counter() - self.t0:5.0f}s  "
+            f"loss {logs.get('loss', 0):.4f}  acc {logs.get('accuracy', 0):.4f}  auc {logs.get('auc', 0):.4f}  |  "
+            f"val loss {logs.get('val_loss', 0):.4f}  acc {logs.get('val_accuracy', 0):.4f}  "
+            f"auc {logs.get('val_auc', 0):.4f}  lr {logs['lr']:.2e}{mark}"
+        )
+
+    def note(self, text):
+        self.console.print(text)
+
+
+def default_run_dir(arch: str) -> Path:
+    return RUNS_DIR / f"{arch}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def latest_run(runs_dir: Path = RUNS_DIR) -> Path:
+    """The run directory ``runs/latest.json`` points at."""
+    pointer = runs_dir / LATEST
+    if not pointer.is_file():
+        raise EdgeDetectError(
+            f"no training run found ({pointer} is missing); train one with `edgedetect train` or name a model file"
+        )
+    run_dir = Path(json.loads(pointer.read_text())["run_dir"])
+    if not (run_dir / "best.keras").is_file():
+        raise EdgeDetectError(f"{pointer} points at {run_dir}, which has no best.keras; name a model file instead")
+    return run_dir
+
+
+def _versions() -> dict:
+    import keras
+
+    versions = {"python": platform.python_version(), "keras": keras.__version__, "backend": keras.backend.backend(),
+                "numpy": np.__version__, "platform": platform.platform()}
+    if "tensorflow" in sys.modules:
+        versions["tensorflow"] = sys.modules["tensorflow"].__version__
+    return versions
+
+
+def _setup_devices(cfg: TrainConfig, console) -> object | None:
+    """Mixed precision and multi-GPU strategy; returns a distribution scope or None."""
+    import keras
+
+    gpus = []
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+    elif keras.backend.backend() == "jax":
+        import jax
+
+        gpus = [d for d in jax.devices() if d.platform == "gpu"]
+    elif keras.backend.backend() == "torch":
+        import torch
+
+        gpus = list(range(torch.cuda.device_count()))
+    console.print(f"device: {len(gpus)} GPU(s)" if gpus else "device: CPU")
+    if cfg.mixed_precision:
+        if gpus:
+            keras.mixed_precision.set_global_policy("mixed_float16")
+        else:
+            console.print("[yellow]warning:[/] --mixed-precision needs a GPU; training in float32 on the CPU")
+    if len(gpus) > 1 and keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.distribute.MirroredStrategy().scope()
+    return None
+
+
+def train(cfg: TrainConfig, resume_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+    """Train ``cfg.arch`` on ``cfg.data``; returns the run directory.
+
+    Args:
+        cfg: the settings (ignored except ``epochs`` when resuming: the run's own config.json is used).
+        resume_dir: a run directory to continue from its last.keras.
+        progress: show the per-epoch progress bar.
+
+    Raises:
+        EdgeDetectError: bad data, unknown architecture, unavailable weights, nothing to resume.
+    """
+    from rich.console import Console
+
+    console = Console(stderr=True, soft_wrap=True)
+    if resume_dir is not None:
+        run_dir = Path(resume_dir)
+        if not (run_dir / "last.keras").is_file() or not (run_dir / "state.json").is_file():
+            raise EdgeDetectError(f"{run_dir}: nothing to resume (no last.keras/state.json); start a new run instead")
+        saved = json.loads((run_dir / "config.json").read_text())["config"]
+        epochs = cfg.epochs
+        cfg = TrainConfig(**saved)
+        cfg.epochs = max(epochs, cfg.epochs) if epochs else cfg.epochs
+        state = json.loads((run_dir / "state.json").read_text())
+        history = json.loads((run_dir / "history.json").read_text())
+    else:
+        run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg.arch)
+        if (run_dir / "state.json").exists():
+            raise EdgeDetectError(f"{run_dir} already holds a run; use --resume to continue it or pick another --out")
+        state = {"epoch": 0, "best_val_auc": -1.0, "best_epoch": 0, "wait": 0}
+        history = {}
+
+    import keras
+
+    from edgedetect.data import load_dataset
+    from training.model_spec import build_model, get_spec, set_trainable_layers
+
+    spec = get_spec(cfg.arch)
+    cfg.img_size = cfg.img_size or spec.default_img_size
+    dataset = load_dataset(cfg.data, cfg.img_size, val_fraction=cfg.val_fraction, seed=cfg.seed, progress=progress)
+    train_split, val_split = dataset.split("train"), dataset.split("val")
+    if cfg.limit:
+        train_split = train_split.subset(np.random.default_rng(cfg.seed).permutation(len(train_split))[: cfg.limit])
+    for path, problem in dataset.unreadable:
+        console.print(f"[yellow]skipped[/] {path}: {problem}")
+    console.print(f"data: {dataset.source}  " + "  ".join(f"{n} {len(s)}" for n, s in dataset.splits.items())
+                  + ("  (val carved from train)" if dataset.val_carved else ""))
+
+    keras.utils.set_random_seed(cfg.seed)
+    scope = _setup_devices(cfg, console)
+    Sequence = _sequence_class()
+    train_seq = Sequence(train_split.x, train_split.y, cfg.batch_size, cfg.seed, cfg.augment, shuffle=True)
+    val_seq = Sequence(val_split.x, val_split.y, 512, cfg.seed, augment=False, shuffle=False)
+
+    with scope if scope is not None else _nullcontext():
+        if resume_dir is not None:
+            model = keras.saving.load_model(run_dir / "last.keras", safe_mode=True)
+            console.print(f"resuming {run_dir} at epoch {state['epoch'] + 1}/{cfg.epochs}")
+        else:
+            model = build_model(cfg.arch, cfg.img_size, cfg.weights, cfg.dropout)
+            set_trainable_layers(model, cfg.trainable_layers)
+            schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=cfg.epochs * len(train_seq), alpha=0.01)
+            model.compile(
+                optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
+                loss="binary_crossentropy",
+                metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_doc = {"config": asdict(cfg), "dataset": dataset.describe(), "params": model.count_params(),
+                  "versions": _versions(), "command": sys.argv}
+    atomic_write_text(run_dir / "config.json", json.dumps(config_doc, indent=1))
+    _point_latest(run_dir)
+
+    RunCheckpoint = _callbacks_class()
+    t0 = time.perf_counter()
+    with _Progress(cfg.epochs, enabled=progress) as bar:
+        checkpoint = RunCheckpoint(run_dir, state, history, cfg.patience, cfg.seed, train_seq, bar)
+        if state["epoch"] < cfg.epochs and state["wait"] < cfg.patience:
+            model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, initial_epoch=state["epoch"],
+                      callbacks=[checkpoint], verbose=0, shuffle=False)
+    state["train_seconds"] = state.get("train_seconds", 0.0) + time.perf_counter() - t0
+    atomic_write_text(run_dir / "state.json", json.dumps(state, indent=1))
+
+    best = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
+    metrics = _final_metrics(best, dataset, cfg)
+    metrics.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], train_seconds=round(state["train_seconds"], 1),
+                   params=int(best.count_params()))
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+    plot_history(history, run_dir / "curves.png")
+    _summary(console, run_dir, metrics)
+    return run_dir
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _point_latest(run_dir: Path) -> None:
+    pointer = run_dir.parent / LATEST
+    atomic_write_text(pointer, json.dumps({"run_dir": str(run_dir.resolve())}) + "\n")
+
+
+def predict_keras(model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """p_fake for uint8 images with a Keras model, in batches."""
+    out = model.predict(x.astype("float32"), batch_size=batch_size, verbose=0)
+    return np.asarray(out, dtype=np.float64).reshape(-1)
+
+
+def _final_metrics(model, dataset, cfg: TrainConfig) -> dict:
+    from edgedetect.metrics import binary_metrics, optimal_threshold
+
+    val = dataset.split("val")
+    p_val = predict_keras(model, val.x)
+    threshold = optimal_threshold(val.y, p_val, "youden")
+    out = {"threshold": threshold, "threshold_method": "youden J on val",
+           "val": binary_metrics(val.y, p_val, threshold), "val_at_0.5": binary_metrics(val.y, p_val, 0.5)}
+    if "test" in dataset.splits:
+        test = dataset.split("test")
+        out["test"] = binary_metrics(test.y, predict_keras(model, test.x), threshold)
+    return out
+
+
+def plot_history(history: dict, path: Path) -> None:
+    """Loss, accuracy and AUC per epoch for train and val, written to ``path`` (PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key in zip(axes, ("loss", "accuracy", "auc")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = history.get(prefix + key, [])
+            ax.plot(range(1, len(values) + 1), values, style, label=(prefix or "train_").rstrip("_"))
+        ax.set_title(key)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _summary(console, run_dir: Path, metrics: dict) -> None:
+    val = metrics["val"]
+    console.print(f"\n[bold]done[/]: {run_dir}  best epoch {metrics['best_epoch']}/{metrics['epochs_run']}, "
+                  f"{metrics['train_seconds'] / 60:.1f} min")
+    console.print(f"val  accuracy {val['accuracy']:.4f}  F1 {val['f1']:.4f}  AUC {val['roc_auc']:.4f}  "
+                  f"(threshold {metrics['threshold']:.3f}, {metrics['threshold_method']})")
+    if "test" in metrics:
+        t = metrics["test"]
+        console.print(f"test accuracy {t['accuracy']:.4f}  F1 {t['f1']:.4f}  AUC {t['roc_auc']:.4f}")
+    console.print(f"next: edgedetect convert {run_dir / 'best.keras'} --quant int8")
