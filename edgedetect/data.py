@@ -4,12 +4,21 @@ Recognised layouts (folder names are case-insensitive):
 
 * class folders ``REAL|real|0|nature`` -> REAL and ``FAKE|fake|1|ai`` -> FAKE
   (CIFAKE ``train/REAL``, the faces set ``train/0``, GenImage ``train/nature`` / ``train/ai``, your own ``REAL``/``FAKE``);
-* optional split folders above them: ``train``, ``val|valid|validate|validation``, ``test``.
+* optional split folders ``train``, ``val|valid|validate|validation``, ``test`` above (or below) them.
+  Images in bare class folders are training data.
+
+Anything ambiguous is an error that shows what was found: a path under both a REAL and a FAKE folder, or under
+two split folders, or images both inside and outside split folders. Images outside any class folder are
+listed in :attr:`Dataset.unlabelled`; files that cannot be decoded are listed in :attr:`Dataset.unreadable`;
+both are skipped, never silently.
 
 When a dataset has no validation split, a deterministic, stratified one is carved from train.
 Images are decoded once with the runtime's :func:`edgedetect.preprocess.load_image` and the uint8 arrays are
-cached (keyed by the source, its size and mtime, the input size and the preprocessing), so later epochs and
-runs read from memory.
+cached in :func:`cache_dir` (keyed by the source — an archive's size and mtime, or a folder's list of files with
+their sizes and mtimes — the input size and the preprocessing; folders of fewer than
+:data:`FOLDER_CACHE_MIN_IMAGES` images are not cached), so later epochs and runs read from memory. A folder whose
+arrays would exceed the memory budget (:func:`default_memory_budget`) streams instead: its splits are
+:class:`StreamingSplit` objects that decode files on demand.
 """
 
 from __future__ import annotations
@@ -17,11 +26,17 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tarfile
+import time
+import warnings
 import zipfile
+import zlib
+from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -41,6 +56,9 @@ SPLIT_FOLDERS = {
 }
 SPLITS = ("train", "val", "test")
 NO_SPLIT = "train"  # images in bare class folders count as training data
+DEFAULT_MEMORY_BUDGET = 4 * 2**30
+# Smaller folders decode in seconds; caching them would only litter the cache with copies of scratch folders.
+FOLDER_CACHE_MIN_IMAGES = 1000
 _CACHE_VERSION = 1
 
 
@@ -62,48 +80,265 @@ def is_image_name(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
 
 
+def _wanted(relpath: str) -> bool:
+    # macOS zips carry __MACOSX/ copies and ._ resource forks named like the images; they are not images.
+    # (Plain string operations: pathlib costs more than the header parse on 100k small files.)
+    name = relpath.rpartition("/")[2]
+    return (os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not name.startswith("._")
+            and "__macosx/" not in relpath.lower())
+
+
+class FileEntry(NamedTuple):
+    relpath: str
+    path: Path
+    size: int
+    mtime_ns: int
+
+
+def list_folder(path: Path) -> list[FileEntry]:
+    """Image files under ``path`` (recursively, following symlinked folders once each), sorted by relative path."""
+    found: list[FileEntry] = []
+    stack = [(path, "")]
+    seen: set[tuple[int, int]] = set()  # (device, inode) of folders listed, so a symlink loop ends
+    while stack:
+        folder, prefix = stack.pop()
+        try:
+            st = folder.stat()
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            entries = list(os.scandir(folder))
+        except OSError as e:
+            raise EdgeDetectError(f"{folder}: cannot list folder ({e.strerror or e})") from None
+        for entry in entries:
+            rel = f"{prefix}{entry.name}"
+            try:
+                if entry.is_dir():
+                    stack.append((Path(entry.path), rel + "/"))
+                elif _wanted(rel) and (entry.is_file() or entry.is_symlink()):  # a dangling link is reported, not lost
+                    st = entry.stat()
+                    found.append(FileEntry(rel, Path(entry.path), st.st_size, st.st_mtime_ns))
+            except OSError:
+                found.append(FileEntry(rel, Path(entry.path), 0, 0))  # read fails later and is reported there
+    found.sort(key=lambda f: f.relpath)
+    return found
+
+
+class Scan:
+    """One pass over a folder or archive, yielding ``(relpath, bytes or None, problem or None)`` per image file.
+
+    ``position`` and ``total`` count bytes of the source (compressed bytes for archives) for a progress bar;
+    ``files`` counts what was yielded.
+    """
+
+    def __init__(self, path: Path, listing: list[FileEntry] | None = None):
+        self.path = path
+        self.kind = archive_kind(path)
+        if self.kind == "folder" and listing is None:
+            listing = list_folder(path)
+        self.listing = listing
+        self.total = sum(f.size for f in listing) if listing is not None else path.stat().st_size
+        self.position = 0
+        self.files = 0
+
+    def __iter__(self) -> Iterator[tuple[str, bytes | None, str | None]]:
+        if self.kind == "folder":
+            yield from self._folder()
+        elif self.kind == "tar":
+            yield from self._tar()
+        else:
+            yield from self._zip()
+
+    def _folder(self):
+        for f in self.listing:
+            try:
+                data, problem = f.path.read_bytes(), None
+            except OSError as e:
+                data, problem = None, f"cannot read file ({e.strerror or e})"
+            self.position += f.size
+            self.files += 1
+            yield f.relpath, data, problem
+
+    def _tar(self):
+        try:
+            with open(self.path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as tar:
+                for member in tar:
+                    if member.isfile() and _wanted(member.name):
+                        data = tar.extractfile(member).read()
+                        self.position = raw.tell()
+                        self.files += 1
+                        yield member.name, data, None
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+            raise EdgeDetectError(f"{self.path}: cannot read archive ({e}); check the file, or extract it and pass the folder") from None
+
+    def _zip(self):
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                for info in zf.infolist():
+                    if info.is_dir() or not _wanted(info.filename):
+                        continue
+                    try:
+                        data, problem = zf.read(info), None
+                    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as e:
+                        data, problem = None, f"cannot extract from the zip ({e})"  # one bad member, not a bad archive
+                    self.position = info.header_offset + info.compress_size
+                    self.files += 1
+                    yield info.filename, data, problem
+        except (zipfile.BadZipFile, OSError) as e:
+            raise EdgeDetectError(f"{self.path}: cannot read archive ({e}); check the file, or extract it and pass the folder") from None
+
+
 def iter_files(path: Path) -> Iterator[tuple[str, bytes]]:
     """Yield ``(relative posix path, bytes)`` for every image-named file in a folder or archive.
 
     Files that cannot be read are yielded with ``b""`` bytes, so the caller reports them instead of losing them.
     """
-    kind = archive_kind(path)
-    if kind == "folder":
-        for file in sorted(p for p in path.rglob("*") if is_image_name(p.name) and not p.is_dir()):
-            try:
-                data = file.read_bytes()
-            except OSError:
-                data = b""
-            yield file.relative_to(path).as_posix(), data
-    elif kind == "tar":
-        try:
-            with tarfile.open(path) as tar:
-                for member in tar:
-                    if member.isfile() and is_image_name(member.name):
-                        yield member.name, tar.extractfile(member).read()
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise EdgeDetectError(f"{path}: cannot read archive ({e})") from None
-    else:
-        try:
-            with zipfile.ZipFile(path) as zf:
-                for info in zf.infolist():
-                    if not info.is_dir() and is_image_name(info.filename):
-                        yield info.filename, zf.read(info)
-        except (zipfile.BadZipFile, OSError) as e:
-            raise EdgeDetectError(f"{path}: cannot read archive ({e})") from None
+    for relpath, data, _ in Scan(Path(path)):
+        yield relpath, data or b""
+
+
+@contextmanager
+def progress_bar(verb: str, scan: Scan, enabled: bool = True) -> Iterator[Callable[[], None]]:
+    """A transient rich bar on stderr following ``scan``; yields ``tick()`` to call after each file."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn(f"{verb} {scan.path.name}"), BarColumn(), TaskProgressColumn(),
+               TextColumn("{task.fields[files]:,} files"), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not enabled) as bar:
+        task = bar.add_task("", total=scan.total or None, files=0)
+        last = [0.0]
+
+        def tick() -> None:
+            now = time.monotonic()
+            if now - last[0] > 0.05:  # rich redraws at 10 Hz anyway; updating per file costs more than a header parse
+                last[0] = now
+                bar.update(task, completed=scan.position, files=scan.files)
+
+        yield tick
+        bar.update(task, completed=scan.position, files=scan.files)
+
+
+def _folder_info(parent: str) -> tuple[str | None, int | None, str | None]:
+    """``(split, label, problem)`` for a folder path; ``problem`` says why it is ambiguous."""
+    parts = PurePosixPath(parent).parts
+    classes = [p for p in parts if p.lower() in CLASS_FOLDERS]
+    splits = [p for p in parts if p.lower() in SPLIT_FOLDERS]
+    labels = {CLASS_FOLDERS[p.lower()] for p in classes}
+    split_names = {SPLIT_FOLDERS[p.lower()] for p in splits}
+    if len(labels) > 1:
+        return None, None, f"{parent}/ is under both a REAL and a FAKE folder ({', '.join(classes)})"
+    if len(split_names) > 1:
+        return None, None, f"{parent}/ is under more than one split folder ({', '.join(splits)})"
+    if not labels:
+        return None, None, None
+    return (split_names.pop() if split_names else None), labels.pop(), None
 
 
 def classify(relpath: str) -> tuple[str | None, int | None]:
     """``(split, label)`` of an image from the folder names in its path; ``None`` where none is recognised.
 
-    The class is the deepest folder named like a class; the split is the deepest split folder above it.
+    The class comes from a class folder anywhere in the path, the split from a split folder anywhere in it;
+    a path with two different classes or splits is ambiguous and gives ``(None, None)``.
     """
-    parts = [p.lower() for p in PurePosixPath(relpath).parts[:-1]]
-    label_at = next((i for i in range(len(parts) - 1, -1, -1) if parts[i] in CLASS_FOLDERS), None)
-    if label_at is None:
-        return None, None
-    split = next((SPLIT_FOLDERS[p] for p in reversed(parts[:label_at]) if p in SPLIT_FOLDERS), None)
-    return split, CLASS_FOLDERS[parts[label_at]]
+    split, label, _ = _folder_info(str(PurePosixPath(relpath).parent))
+    return split, label
+
+
+class Layout:
+    """Classifies file paths one by one and collects what makes a layout unusable or ambiguous."""
+
+    def __init__(self) -> None:
+        self.folders: dict[str, tuple[str | None, int | None, str | None]] = {}
+        self.counts: Counter[str] = Counter()  # folder -> files
+        self.unlabelled: list[str] = []
+        self.files = 0
+
+    def add(self, relpath: str) -> tuple[str, int] | None:
+        """``(split, label)`` for a usable image (split defaulting to train); ``None`` when it has no class."""
+        self.files += 1
+        parent = relpath.rpartition("/")[0] or "."
+        info = self.folders.get(parent)
+        if info is None:
+            info = self.folders[parent] = _folder_info(parent)
+        self.counts[parent] += 1
+        split, label, problem = info
+        if label is None:
+            if problem is None:
+                self.unlabelled.append(relpath)
+            return None
+        return split or NO_SPLIT, label
+
+    def class_folders(self) -> dict[str, dict]:
+        """``{folder: {"split", "class", "files"}}`` for every folder that holds labelled images."""
+        return {
+            folder: {"split": split or NO_SPLIT, "class": LABELS[label], "files": self.counts[folder]}
+            for folder, (split, label, _) in sorted(self.folders.items())
+            if label is not None
+        }
+
+    def counts_by_split(self) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        for info in self.class_folders().values():
+            row = out.setdefault(info["split"], dict.fromkeys(LABELS, 0))
+            row[info["class"]] += info["files"]
+        return {s: out[s] for s in SPLITS if s in out}
+
+    def problems(self) -> list[str]:
+        """Why the layout is ambiguous, one sentence each (empty when it is fine)."""
+        out = [problem for _, _, problem in self.folders.values() if problem]
+        inside = {f: n for f, n in self.counts.items() if self.folders[f][1] is not None and self.folders[f][0]}
+        outside = {f: n for f, n in self.counts.items() if self.folders[f][1] is not None and not self.folders[f][0]}
+        if inside and outside:
+            show = lambda d: ", ".join(f"{f}/ ({n})" for f, n in sorted(d.items())[:4]) + (", ..." if len(d) > 4 else "")
+            out.append(f"images both inside split folders ({show(inside)}) and outside them ({show(outside)}); "
+                       "move the loose ones into a split folder (e.g. train/) or remove them")
+        return sorted(out)
+
+    def check(self, source: Path | str) -> None:
+        """Raise EdgeDetectError when there are no images, no class folders, an ambiguity, or a one-class split."""
+        if self.files == 0:
+            raise EdgeDetectError(
+                f"{source}: no image files found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
+                "point at the folder or archive that holds the images"
+            )
+        problems = self.problems()
+        if problems:
+            raise EdgeDetectError(
+                f"{source}: ambiguous layout: {'; '.join(problems[:5])}"
+                + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+                + ". Each image must sit under exactly one class folder (REAL|real|0|nature or FAKE|fake|1|ai) "
+                "and at most one split folder (train|val|valid|validate|validation|test)."
+            )
+        counts = self.counts_by_split()
+        if not counts:
+            found = ", ".join(sorted({str(PurePosixPath(p).parent) + "/" for p in self.unlabelled})[:8])
+            raise EdgeDetectError(
+                f"{source}: no class folders found (found: {found}). Put images in REAL/FAKE (or real/fake, 0/1, "
+                "nature/ai) folders, optionally under train/val/test."
+            )
+        _check_two_classes(source, counts)
+
+
+def _check_two_classes(source, counts: dict[str, dict[str, int]]) -> None:
+    for name, row in counts.items():
+        if min(row.values()) == 0:
+            raise EdgeDetectError(
+                f"{source}: split '{name}' has only one class ({row}); a detector needs both REAL and FAKE images."
+            )
+
+
+def scan_layout(path: str | os.PathLike) -> Layout:
+    """Classify a dataset's files by name only (no decoding); for folders this costs a directory listing."""
+    layout = Layout()
+    path = Path(path)
+    if archive_kind(path) == "folder":
+        for f in list_folder(path):
+            layout.add(f.relpath)
+    else:
+        for relpath, _, _ in Scan(path):
+            layout.add(relpath)
+    return layout
 
 
 @dataclass
@@ -123,6 +358,62 @@ class SplitArrays:
     def subset(self, idx: np.ndarray) -> "SplitArrays":
         return SplitArrays(self.x[idx], self.y[idx], [self.paths[i] for i in idx])
 
+    def batches(self, batch_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(x uint8, y)`` batches in order."""
+        for i in range(0, len(self), batch_size):
+            yield np.asarray(self.x[i : i + batch_size]), self.y[i : i + batch_size]
+
+
+class ImageFiles:
+    """Image files decoded on demand; indexing returns uint8 arrays as indexing a (N, S, S, 3) array would.
+
+    Integers, slices, index arrays and boolean masks work; ``np.asarray`` decodes everything (mind the memory).
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, files: list[str], img_size: int):
+        self.files = list(files)
+        self.img_size = img_size
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return (len(self.files), self.img_size, self.img_size, 3)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def _indices(self, key) -> np.ndarray:
+        return np.arange(len(self.files))[key]
+
+    def __getitem__(self, key) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            return load_image(self.files[key], self.img_size)
+        out = np.empty((0, self.img_size, self.img_size, 3), np.uint8)
+        idx = self._indices(key)
+        if len(idx):
+            out = np.stack([load_image(self.files[i], self.img_size) for i in idx])
+        return out
+
+    def take(self, idx) -> "ImageFiles":
+        """A lazy subset (nothing is decoded)."""
+        return ImageFiles([self.files[i] for i in self._indices(idx)], self.img_size)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        x = self[:]
+        return x if dtype is None else x.astype(dtype)
+
+    def astype(self, dtype) -> np.ndarray:
+        return np.asarray(self, dtype=dtype)
+
+
+class StreamingSplit(SplitArrays):
+    """A split too large for memory: ``x`` is :class:`ImageFiles`, decoded batch by batch from disk."""
+
+    def subset(self, idx: np.ndarray) -> "StreamingSplit":
+        return StreamingSplit(self.x.take(idx), self.y[idx], [self.paths[i] for i in idx])
+
 
 @dataclass
 class Dataset:
@@ -133,6 +424,8 @@ class Dataset:
     splits: dict[str, SplitArrays]
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, problem)
     val_carved: bool = False
+    unlabelled: list[str] = field(default_factory=list)  # image files outside any class folder
+    streaming: bool = False
 
     def split(self, name: str) -> SplitArrays:
         if name not in self.splits:
@@ -143,13 +436,15 @@ class Dataset:
         return self.splits[name]
 
     def describe(self) -> dict:
-        """JSON-able summary: source, counts per split and class, how val was made."""
+        """JSON-able summary: source, counts per split and class, how val was made, what was skipped."""
         return {
             "source": self.source,
             "img_size": self.img_size,
             "counts": {name: s.counts() for name, s in self.splits.items()},
             "val": "carved from train" if self.val_carved else "from the dataset",
             "unreadable": len(self.unreadable),
+            "unlabelled": len(self.unlabelled),
+            "streaming": self.streaming,
         }
 
 
@@ -173,63 +468,118 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EDGEDETECT_CACHE", Path.home() / ".cache" / "edgedetect"))
 
 
-def _cache_key(path: Path, img_size: int) -> str:
-    stat = path.stat()
-    ident = {
-        "source": str(path.resolve()),
-        "size": stat.st_size,
-        "mtime": stat.st_mtime_ns,
-        "img_size": img_size,
-        "preprocessing": PREPROCESSING,
-        "version": _CACHE_VERSION,
-    }
+def default_memory_budget() -> int:
+    """Bytes of decoded arrays a dataset may take in memory: ``$EDGEDETECT_MEMORY_BUDGET`` (e.g. ``8G``) or 4 GiB."""
+    raw = os.environ.get("EDGEDETECT_MEMORY_BUDGET", "").strip()
+    if not raw:
+        return DEFAULT_MEMORY_BUDGET
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?", raw, re.IGNORECASE)
+    if not m:
+        raise EdgeDetectError(
+            f"EDGEDETECT_MEMORY_BUDGET={raw!r} is not a size; use bytes or a number with K, M, G or T (e.g. 8G)"
+        )
+    return int(float(m.group(1)) * 1024 ** " KMGT".index(m.group(2).upper() or " "))
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB"
+
+
+def _cache_key(path: Path, img_size: int, listing: list[FileEntry] | None = None) -> str:
+    ident = {"source": str(path.resolve()), "img_size": img_size, "preprocessing": PREPROCESSING, "version": _CACHE_VERSION}
+    if listing is None:
+        stat = path.stat()
+        ident.update(size=stat.st_size, mtime=stat.st_mtime_ns)
+    else:
+        # A folder's own mtime misses edits deeper down, so the key covers every file's size and mtime.
+        h = hashlib.sha256()
+        for f in listing:
+            h.update(f"{f.relpath}\0{f.size}\0{f.mtime_ns}\n".encode())
+        ident["listing"] = h.hexdigest()
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
 
-def _decode_all(path: Path, img_size: int, progress: bool) -> tuple[dict[str, SplitArrays], list, list]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _over_budget(source: Path, n: int, img_size: int, budget: int) -> EdgeDetectError:
+    return EdgeDetectError(
+        f"{source}: {n:,}+ images at {img_size}x{img_size} need over {_gib(n * img_size * img_size * 3)} of arrays, "
+        f"more than the memory budget of {_gib(budget)}. Extract the archive and pass the folder (folders stream "
+        "from disk), or raise EDGEDETECT_MEMORY_BUDGET (e.g. 16G) if the machine has the memory."
+    )
 
-    arrays: dict[str, list] = {}
+
+def _decode_all(path: Path, img_size: int, progress: bool, budget: int, listing=None):
+    arrays: dict[str, tuple[list, list, list]] = {}
     unreadable: list[tuple[str, str]] = []
-    unlabelled: list[str] = []
-    columns = (TextColumn("decoding {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, transient=True, disable=not progress) as bar:
-        task = bar.add_task(path.name, total=None)
-        for relpath, data in iter_files(path):
-            bar.advance(task)
-            split, label = classify(relpath)
-            if label is None:
-                unlabelled.append(relpath)
+    layout = Layout()
+    scan = Scan(path, listing)
+    n, per_image = 0, img_size * img_size * 3
+    with progress_bar("decoding", scan, progress) as tick:
+        for relpath, data, problem in scan:
+            tick()
+            where = layout.add(relpath)
+            if where is None:
                 continue
-            try:
-                img = load_image(data, img_size)
-            except ImageError as e:
-                unreadable.append((relpath, str(e).replace("<bytes>: ", "", 1)))
+            if problem is None:
+                try:
+                    img = load_image(data, img_size)
+                except ImageError as e:
+                    problem = str(e).replace("<bytes>: ", "", 1)
+            if problem is not None:
+                unreadable.append((relpath, problem))
                 continue
-            xs, ys, ps = arrays.setdefault(split or NO_SPLIT, ([], [], []))
+            n += 1
+            if n * per_image > budget:
+                raise _over_budget(path, n, img_size, budget)
+            xs, ys, ps = arrays.setdefault(where[0], ([], [], []))
             xs.append(img)
-            ys.append(label)
+            ys.append(where[1])
             ps.append(relpath)
+    layout.check(path)
     splits = {
         name: SplitArrays(np.stack(xs), np.asarray(ys, np.int8), ps)
         for name, (xs, ys, ps) in sorted(arrays.items(), key=lambda kv: SPLITS.index(kv[0]))
     }
-    return splits, unreadable, unlabelled
+    return splits, unreadable, layout.unlabelled
 
 
-def _check_layout(path: Path, splits: dict[str, SplitArrays], unlabelled: list[str]) -> None:
+def _check_layout(path: Path, splits: dict[str, SplitArrays]) -> None:
     if not splits:
-        found = ", ".join(sorted({str(PurePosixPath(p).parent) for p in unlabelled})[:8]) or "no image files"
-        raise EdgeDetectError(
-            f"{path}: no class folders found (found: {found}). Put images in REAL/FAKE (or real/fake, 0/1, "
-            "nature/ai) folders, optionally under train/val/test."
-        )
-    for name, split in splits.items():
-        missing = [label for label, n in split.counts().items() if n == 0]
-        if missing:
-            raise EdgeDetectError(
-                f"{path}: split '{name}' has only one class ({split.counts()}); a detector needs both REAL and FAKE images."
-            )
+        raise EdgeDetectError(f"{path}: none of the images could be decoded; run `edgedetect data inspect {path}` to see why")
+    _check_two_classes(path, {name: s.counts() for name, s in splits.items()})
+
+
+def _streaming_splits(listing: list[FileEntry], layout_of: dict[str, tuple[str, int]], img_size: int,
+                      scan: Scan, progress: bool) -> tuple[dict[str, SplitArrays], list[tuple[str, str]]]:
+    """Splits of lazily decoded files; headers are opened once so unreadable files are listed up front."""
+    from PIL import Image
+
+    rows: dict[str, tuple[list, list, list]] = {}
+    unreadable: list[tuple[str, str]] = []
+    with progress_bar("checking", scan, progress) as tick:
+        for f in listing:
+            scan.position += f.size
+            scan.files += 1
+            tick()
+            where = layout_of.get(f.relpath)
+            if where is None:
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    with Image.open(f.path) as img:
+                        img.size  # noqa: B018 -- the header is parsed by open(); this only documents the intent
+            except Exception as e:  # Pillow raises many kinds of errors on malformed headers
+                unreadable.append((f.relpath, f"cannot open image ({str(e) or type(e).__name__})"))
+                continue
+            files, ys, ps = rows.setdefault(where[0], ([], [], []))
+            files.append(str(f.path))
+            ys.append(where[1])
+            ps.append(f.relpath)
+    splits = {
+        name: StreamingSplit(ImageFiles(files, img_size), np.asarray(ys, np.int8), ps)
+        for name, (files, ys, ps) in sorted(rows.items(), key=lambda kv: SPLITS.index(kv[0]))
+    }
+    return splits, unreadable
 
 
 def load_dataset(
@@ -239,8 +589,9 @@ def load_dataset(
     seed: int = 0,
     use_cache: bool = True,
     progress: bool = True,
+    memory_budget: int | None = None,
 ) -> Dataset:
-    """Load a dataset into memory as uint8 arrays, decoding through the runtime's preprocessing.
+    """Load a dataset as uint8 arrays, decoding through the runtime's preprocessing.
 
     Args:
         path: folder or archive (see the module docstring for layouts).
@@ -248,28 +599,43 @@ def load_dataset(
         val_fraction: share of train carved into ``val`` (stratified, seeded) when the dataset has no val split.
         seed: seed of that carve.
         use_cache: read/write decoded arrays in :func:`cache_dir`.
-        progress: show a progress bar while decoding.
+        progress: show a progress bar (stderr) while decoding.
+        memory_budget: bytes the arrays may take [default: :func:`default_memory_budget`]; a folder over it
+            streams (its splits are :class:`StreamingSplit`), an archive over it is an error.
 
     Raises:
-        EdgeDetectError: missing path, unknown format, no class folders, or a split holding one class only.
+        EdgeDetectError: missing path, unknown format, no images, no class folders, an ambiguous layout,
+            a split holding one class only, or an archive too large for the memory budget.
     """
     path = Path(path)
-    archive_kind(path)
-    cache_file = cache_dir() / f"{path.name}-{img_size}px-{_cache_key(path, img_size)}.npz" if use_cache else None
-    if cache_file is not None and cache_file.exists() and path.is_file():
-        with np.load(cache_file, allow_pickle=False) as z:
-            names = [str(n) for n in z["splits"]]
-            splits = {n: SplitArrays(z[f"x_{n}"], z[f"y_{n}"], [str(p) for p in z[f"paths_{n}"]]) for n in names}
-            unreadable = [tuple(map(str, row)) for row in z["unreadable"].reshape(-1, 2)]
-        unlabelled: list[str] = []
+    kind = archive_kind(path)
+    budget = default_memory_budget() if memory_budget is None else memory_budget
+    listing = list_folder(path) if kind == "folder" else None
+    if listing is not None:
+        layout = Layout()
+        layout_of = {f.relpath: where for f in listing if (where := layout.add(f.relpath)) is not None}
+        layout.check(path)  # fail before decoding anything
+        if len(layout_of) * img_size * img_size * 3 > budget:
+            splits, unreadable = _streaming_splits(listing, layout_of, img_size, Scan(path, listing), progress)
+            _check_layout(path, splits)
+            return _finish(Dataset(str(path), img_size, splits, unreadable, unlabelled=layout.unlabelled, streaming=True),
+                           val_fraction, seed)
+    cache_file = None
+    if use_cache and (listing is None or len(layout_of) >= FOLDER_CACHE_MIN_IMAGES):
+        cache_file = cache_dir() / f"{path.name or path.resolve().name}-{img_size}px-{_cache_key(path, img_size, listing)}.npz"
+    if cache_file is not None and cache_file.exists():
+        splits, unreadable, unlabelled = _read_cache(cache_file)
     else:
-        splits, unreadable, unlabelled = _decode_all(path, img_size, progress)
-        _check_layout(path, splits, unlabelled)
-        # Folders change without their mtime changing, so only archives are cached.
-        if cache_file is not None and path.is_file():
-            _write_cache(cache_file, splits, unreadable)
-    _check_layout(path, splits, unlabelled)
-    dataset = Dataset(str(path), img_size, splits, unreadable)
+        splits, unreadable, unlabelled = _decode_all(path, img_size, progress, budget, listing)
+        _check_layout(path, splits)
+        if cache_file is not None:
+            _write_cache(cache_file, splits, unreadable, unlabelled)
+    _check_layout(path, splits)
+    return _finish(Dataset(str(path), img_size, splits, unreadable, unlabelled=unlabelled), val_fraction, seed)
+
+
+def _finish(dataset: Dataset, val_fraction: float, seed: int) -> Dataset:
+    splits = dataset.splits
     if "val" not in splits and "train" in splits:
         splits["train"], splits["val"] = carve_validation(splits["train"], val_fraction, seed)
         dataset.val_carved = True
@@ -277,11 +643,22 @@ def load_dataset(
     return dataset
 
 
-def _write_cache(cache_file: Path, splits: dict[str, SplitArrays], unreadable: list[tuple[str, str]]) -> None:
+def _read_cache(cache_file: Path):
+    with np.load(cache_file, allow_pickle=False) as z:
+        names = [str(n) for n in z["splits"]]
+        splits = {n: SplitArrays(z[f"x_{n}"], z[f"y_{n}"], [str(p) for p in z[f"paths_{n}"]]) for n in names}
+        unreadable = [tuple(map(str, row)) for row in z["unreadable"].reshape(-1, 2)]
+        unlabelled = [str(p) for p in z["unlabelled"]] if "unlabelled" in z.files else []
+    return splits, unreadable, unlabelled
+
+
+def _write_cache(cache_file: Path, splits: dict[str, SplitArrays], unreadable: list[tuple[str, str]],
+                 unlabelled: list[str]) -> None:
     payload = {"splits": np.array(list(splits))}
     for name, s in splits.items():
         payload.update({f"x_{name}": s.x, f"y_{name}": s.y, f"paths_{name}": np.array(s.paths)})
     payload["unreadable"] = np.array(unreadable, dtype=str).reshape(-1, 2)
+    payload["unlabelled"] = np.array(unlabelled, dtype=str)
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
     try:

@@ -1,0 +1,73 @@
+"""`edgedetect data fetch|inspect`: get a dataset from Kaggle, check a folder or archive before training."""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from edgedetect.cli import app
+
+data_app = typer.Typer(
+    help="Datasets: fetch CIFAKE or the faces set from Kaggle, inspect a folder or archive (counts, sizes, leaks).",
+    no_args_is_help=True,
+)
+app.add_typer(data_app, name="data", rich_help_panel="Data")
+
+
+class KnownDataset(str, Enum):
+    cifake = "cifake"
+    faces = "faces"
+
+
+@data_app.command()
+def fetch(
+    name: KnownDataset = typer.Argument(..., help="cifake (birdy654/cifake-real-and-ai-generated-synthetic-images) "
+                                                  "or faces (philosopher0808/real-vs-ai-generated-faces-dataset)."),
+    to: Optional[Path] = typer.Option(None, "--to", file_okay=False, show_default=False,
+                                      help="Put the files in this folder \\[default: kagglehub's cache, ~/.cache/kagglehub]."),
+    force: bool = typer.Option(False, "--force", help="Download again even when a copy is already there."),
+) -> None:
+    """Download a dataset with kagglehub (needs internet and Kaggle credentials)."""
+    from edgedetect.data import scan_layout
+    from edgedetect.errors import EdgeDetectError
+    from edgedetect.fetch import DATASETS, fetch as fetch_dataset
+
+    landed = fetch_dataset(name.value, to, force=force)
+    typer.echo(f"{name.value}: {DATASETS[name.value].description}")
+    typer.echo(f"downloaded to {landed}")
+    try:
+        layout = scan_layout(landed)
+        layout.check(landed)
+        typer.echo("found: " + ", ".join(f"{split} {row['REAL']:,} REAL + {row['FAKE']:,} FAKE"
+                                         for split, row in layout.counts_by_split().items()))
+    except EdgeDetectError as e:  # the download worked; say what is odd about it rather than fail
+        typer.echo(f"warning: {e}", err=True)
+    typer.echo("next:")
+    typer.echo(f"  edgedetect data inspect {_quote(landed)}")
+    typer.echo(f"  edgedetect train --arch cnn --data {_quote(landed)}")
+
+
+@data_app.command()
+def inspect(
+    paths: List[Path] = typer.Argument(..., metavar="PATH...", show_default=False,
+                                       help="Dataset folder or .tar.gz/.tgz/.tar/.zip archive; give several (e.g. a train "
+                                            "and a test archive) to look for duplicates across them."),
+    json_out: bool = typer.Option(False, "--json", help="Print the whole report as one JSON document."),
+    examples: int = typer.Option(5, "--examples", min=0, help="Example groups of duplicates (and unlabelled files) to list."),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar on stderr."),
+) -> None:
+    """Counts per split and class, image sizes, modes, formats, unreadable files, duplicates within and across splits."""
+    from edgedetect.inspect import format_report, inspect_dataset
+
+    report = inspect_dataset(paths, progress=progress, examples=examples)
+    typer.echo(json.dumps(report, indent=1) if json_out else format_report(report))
+
+
+def _quote(path: Path) -> str:
+    import shlex
+
+    return shlex.quote(str(path))
