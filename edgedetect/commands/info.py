@@ -1,0 +1,66 @@
+"""`edgedetect info`: what a .tflite model takes and gives, and the metadata that travels with it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from edgedetect.cli import app
+from edgedetect.commands.predict import RUNTIME_PANEL
+
+
+@app.command(rich_help_panel=RUNTIME_PANEL)
+def info(
+    model: Path = typer.Argument(..., exists=True, dir_okay=False, show_default=False, help="The .tflite model."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+) -> None:
+    """Show a model's input/output tensors, dtypes, quantization, file size and metadata."""
+    from edgedetect.runtime import Classifier
+
+    desc = Classifier(model, threads=1).describe()
+    if json_out:
+        sys.stdout.write(json.dumps(desc, indent=1, default=str) + "\n")
+        return
+    _print_human(desc)
+
+
+def _flatten(value, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict) and value:
+        rows = []
+        for k, v in value.items():
+            rows += _flatten(v, f"{prefix}.{k}" if prefix else str(k))
+        return rows
+    if isinstance(value, float):
+        return [(prefix, f"{value:.6g}")]
+    if isinstance(value, (list, tuple)):
+        return [(prefix, ", ".join(map(str, value)))]
+    return [(prefix, "—" if value in (None, {}) else str(value))]
+
+
+def _print_human(desc: dict) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    size = desc["size_bytes"]
+    console.print(f"[bold]{escape(desc['model'])}[/]  {size:,} bytes ({size / 2**20:.2f} MiB) · "
+                  f"interpreter {escape(desc['interpreter'])}", highlight=False)
+    tensors = Table(title="tensors", title_justify="left", header_style="bold")
+    for col in ("", "name", "shape", "dtype", "scale", "zero point"):
+        tensors.add_column(col)
+    for role in ("input", "output"):
+        t = desc[role]
+        q = t["quantization"]
+        tensors.add_row(role, escape(t["name"]), str(t["shape"]), t["dtype"],
+                        f"{q['scale']:.6g}" if q else "—", str(q["zero_point"]) if q else "—")
+    console.print(tensors)
+    meta = Table(title="metadata", title_justify="left", header_style="bold", show_header=False)
+    meta.add_column("key", style="bold")
+    meta.add_column("value", overflow="fold")
+    for key, value in _flatten(desc["metadata"]):
+        meta.add_row(escape(key), escape(value))
+    console.print(meta)

@@ -1,0 +1,102 @@
+"""`edgedetect predict`: label images REAL or FAKE with a .tflite model (interpreter only)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from edgedetect.cli import app
+
+RUNTIME_PANEL = "Runtime (interpreter only)"
+
+
+@app.command(rich_help_panel=RUNTIME_PANEL)
+def predict(
+    paths: List[str] = typer.Argument(..., metavar="PATH", show_default=False,
+                                      help="Image files, folders (searched recursively) or quoted glob patterns such as 'imgs/**/*.jpg'."),
+    model: Optional[Path] = typer.Option(None, "--model", "-m", exists=True, dir_okay=False, show_default=False,
+                                         help="The .tflite model (its .json metadata beside it) \\[default: the shipped model]."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", min=0.0, max=1.0, show_default=False,
+                                              help="Call an image FAKE when p_fake >= T \\[default: the model's threshold]."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document (model, threshold, results) instead of a table."),
+    plot: Optional[Path] = typer.Option(None, "--plot", show_default=False,
+                                        help="Also draw the images with label and confidence into this picture (.png), at most 64."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
+                                          help="Interpreter threads \\[default: all cores]."),
+) -> None:
+    """Classify images as REAL or FAKE (AI-generated). Exit 0: all classified; 1: some failed; 2: usage error."""
+    from edgedetect.plots import MAX_PLOT_IMAGES, check_plot_path
+    from edgedetect.predict import default_model_path, model_description, summarize
+    from edgedetect.runtime import Classifier
+
+    if plot is not None:
+        check_plot_path(plot)  # fail before the work, not after it
+    clf = Classifier(model if model is not None else default_model_path(), threads=threads)
+    t = clf.threshold if threshold is None else threshold
+    threshold_source = "model metadata" if threshold is None else "--threshold"
+
+    results = _run_with_progress(clf, paths, t, show=not json_out)
+    summary = summarize(results)
+    drawn = None
+    if plot is not None:
+        from edgedetect.plots import plot_predictions
+
+        drawn = plot_predictions(results, plot, title=f"{clf.path.name} · threshold {t:g}", max_images=MAX_PLOT_IMAGES)
+
+    if json_out:
+        doc = {"model": str(clf.path), "threshold": t, "results": results, **summary,
+               "threshold_source": threshold_source, "precision": clf.metadata.precision,
+               "input_size": clf.input_size, "interpreter": f"{clf.interpreter_package} {clf.interpreter_version}",
+               "plot": str(plot) if plot is not None else None}
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+    else:
+        _print_human(results, summary, model_description(clf), t, threshold_source, plot, drawn)
+    if summary["n_failed"]:
+        raise typer.Exit(1)
+
+
+def _run_with_progress(clf, paths: List[str], threshold: float, show: bool) -> list:
+    from edgedetect.predict import predict_files
+
+    if not (show and sys.stderr.isatty()):
+        return predict_files(clf, paths, threshold)
+    from rich.console import Console
+    from rich.progress import Progress
+
+    with Progress(console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("classifying", total=None)
+        return predict_files(clf, paths, threshold, progress=lambda done, total: bar.update(task, completed=done, total=total))
+
+
+def _print_human(results, summary, model_line, threshold, threshold_source, plot, drawn) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:  # piped or redirected: one line per image, never folded
+        console = Console(width=100_000)
+    ok = [r for r in results if r["error"] is None]
+    if ok:
+        table = Table(box=None, header_style="bold")
+        table.add_column("path", overflow="fold")
+        table.add_column("label")
+        table.add_column("p_fake", justify="right")
+        for r in ok:
+            color = "red" if r["label"] == "FAKE" else "green"
+            table.add_row(escape(r["path"]), f"[{color}]{r['label']}[/]", f"{r['p_fake']:.4f}")
+        console.print(table)
+    console.print(f"{summary['n_fake']} FAKE, {summary['n_real']} REAL, {summary['n_failed']} failed · "
+                  f"model {escape(model_line)} · threshold {threshold:g} ({threshold_source})", highlight=False)
+    if plot is not None:
+        console.print(f"plot: {escape(str(plot))} ({drawn} image{'' if drawn == 1 else 's'})", highlight=False)
+    failed = [r for r in results if r["error"] is not None]
+    if failed:
+        err = Console(stderr=True, soft_wrap=True)
+        err.print(f"[bold red]{len(failed)} failed:[/]")
+        for r in failed:
+            err.print(f"  {escape(r['path'])}: {escape(r['error'])}", highlight=False, soft_wrap=True)
