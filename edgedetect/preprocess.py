@@ -86,6 +86,58 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+# Start-of-frame markers of Huffman-coded 8-bit JPEGs (baseline, extended, progressive) that the fast path takes.
+_PLAIN_SOF = (0xC0, 0xC1, 0xC2)
+
+
+def _plain_jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` of a 3-channel 8-bit JPEG that has nothing but pixels to apply, else None.
+
+    Nothing to apply means: no APP1 segment (EXIF or XMP could carry an orientation), no MPF (multi-picture)
+    segment, one start-of-frame of a kind Pillow decodes to RGB. Anything else goes through ``Image.open``.
+    """
+    if data[:2] != b"\xff\xd8":
+        return None
+    size, i, n = None, 2, len(data)
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0xDA:  # start of scan: the header is over
+            return size
+        length = (data[i + 2] << 8) | data[i + 3]
+        segment = data[i + 4 : i + 2 + length]
+        if marker in _PLAIN_SOF:
+            if size is not None or len(segment) < 6 or segment[0] != 8 or segment[5] != 3:
+                return None
+            size = ((segment[3] << 8) | segment[4], (segment[1] << 8) | segment[2])
+        elif marker == 0xE1 or (marker == 0xE2 and segment.startswith(b"MPF")):
+            return None
+        elif 0xC3 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # lossless/arithmetic/other frames
+            return None
+        i += 2 + length
+    return None
+
+
+def _decode_plain_jpeg(data: bytes) -> Image.Image | None:
+    """Decode a plain JPEG (see :func:`_plain_jpeg_size`) straight with Pillow's libjpeg decoder, or None.
+
+    Same decoder and arguments as ``Image.open(...).load()`` uses for such a file, so the pixels are identical
+    (a test holds them so); it skips Pillow's Python-level header parsing, which costs more than decoding a
+    32x32 JPEG (15k -> 26k images/s per core on CIFAKE). Any failure returns None and the general path reports it.
+    """
+    size = _plain_jpeg_size(data)
+    if size is None or not 0 < size[0] * size[1] <= (Image.MAX_IMAGE_PIXELS or float("inf")):
+        return None
+    try:
+        return Image.frombytes("RGB", size, data, "jpeg", "RGB", "")
+    except (ValueError, OSError):
+        return None
+
+
 def open_image(source: Source) -> Image.Image:
     """Decode ``source`` (a path or the file's bytes) into an upright 8-bit RGB Pillow image.
 
@@ -95,6 +147,9 @@ def open_image(source: Source) -> Image.Image:
     data = _read_bytes(source)
     if not data:
         raise ImageError(f"{_name(source)}: empty file (0 bytes)")
+    fast = _decode_plain_jpeg(data)
+    if fast is not None:
+        return fast
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

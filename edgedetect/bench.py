@@ -1,0 +1,807 @@
+"""Benchmark .tflite detectors on the interpreter alone: size, latency, throughput, accuracy, drift, robustness.
+
+``run_bench`` is what ``edgedetect bench`` calls; it is just as usable from Python::
+
+    from edgedetect.bench import BenchConfig, run_bench
+
+    doc = run_bench(BenchConfig(models=["models/x_int8.tflite"], data="cifake-test/"))
+
+(The worker processes are spawned, so a script that calls it needs the ``if __name__ == "__main__":`` guard.)
+
+Method, per model:
+
+* **latency**: one interpreter with ``threads`` threads, batch 1, ``warmup`` untimed invokes, then ``runs``
+  invokes each timed with ``time.perf_counter``; median and p90 in ms. Only ``invoke()`` is timed.
+* **throughput** (with data): ``workers`` processes (default: one per core), each with its own single-threaded
+  interpreter at batch ``batch_size``, read, decode (:func:`edgedetect.preprocess.load_image`, the one
+  preprocessing) and classify chunks of the data handed out on demand. Timed from handing out the first chunk
+  to receiving the last result; process start-up and model loading are excluded (they happen once). For an
+  archive, the time to read it into memory (pro-rated with ``limit``) is added to every model's time.
+* **accuracy** from the same pass: accuracy, precision, recall, F1 (FAKE positive) at the model's threshold, and
+  ROC-AUC, over the images whose class a folder name gives (:func:`edgedetect.data.classify`).
+* **drift** vs a reference model (default: the fp32 model of the same family, ``<family>_fp32.tflite`` beside
+  it): accuracy difference, label agreement and the max and mean of ``|p_fake - p_fake_reference|``.
+* **perturbations** (``jpeg:Q``, ``resize:F``, ``blur:R``): the accuracy pass again with each perturbation
+  applied in memory to the decoded image before the usual crop and resize.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import math
+import os
+import platform
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from edgedetect import __version__
+from edgedetect.data import archive_kind, classify, iter_files, list_folder
+from edgedetect.errors import EdgeDetectError, ImageError
+from edgedetect.interpreter import find_interpreter
+from edgedetect.metrics import binary_metrics
+from edgedetect.preprocess import RESAMPLE, open_image, to_array
+from edgedetect.runtime import DEFAULT_BATCH, Classifier
+
+PRECISION_SUFFIXES = ("_fp32", "_fp16", "_dynamic", "_int8")
+CONTRACT_KEYS = ("model", "precision", "size_bytes", "latency_ms_p50", "latency_ms_p90", "throughput_ips",
+                 "accuracy", "precision_fake", "recall_fake", "f1", "roc_auc", "delta_accuracy", "agreement",
+                 "max_abs_dp")
+PERTURB_HELP = ("jpeg:Q (re-encode at JPEG quality Q, 1-100), resize:F (downscale by 0 < F < 1), "
+                "blur:R (Gaussian radius R > 0)")
+Log = Callable[[str], None]
+
+
+# --------------------------------------------------------------------------------------------- perturbations
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One in-memory change applied to a decoded image before the usual crop and resize."""
+
+    kind: str  # jpeg, resize or blur
+    value: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.value:g}"
+
+    def apply(self, img: Image.Image) -> Image.Image:
+        """The perturbed RGB image (same mode; ``resize`` makes it smaller)."""
+        if self.kind == "jpeg":
+            buf = io.BytesIO()
+            img.save(buf, "JPEG", quality=int(self.value))
+            return open_image(buf.getvalue())
+        if self.kind == "resize":
+            w, h = img.size
+            return img.resize((max(1, round(w * self.value)), max(1, round(h * self.value))), RESAMPLE)
+        return img.filter(ImageFilter.GaussianBlur(self.value))
+
+
+def parse_perturbations(spec: str | None) -> list[Perturbation]:
+    """``"jpeg:50,resize:0.5,blur:1.0"`` -> perturbations, in order, without repeats.
+
+    Raises:
+        EdgeDetectError: an unknown kind or a value out of range, naming the valid forms.
+    """
+    if spec is None:
+        return []
+    found: list[Perturbation] = []
+    for part in (p.strip() for p in spec.split(",")):
+        kind, sep, raw = part.partition(":")
+        kind = kind.strip().lower()
+        try:
+            value = float(raw) if sep else math.nan
+        except ValueError:
+            value = math.nan
+        ok = {
+            "jpeg": value == int(value) and 1 <= value <= 100 if math.isfinite(value) else False,
+            "resize": 0 < value < 1,
+            "blur": 0 < value <= 100,
+        }.get(kind, False)
+        if not ok:
+            raise EdgeDetectError(f"--perturb {spec!r}: cannot use {part!r}; valid: {PERTURB_HELP}, "
+                                  "comma-separated, e.g. --perturb jpeg:50,resize:0.5,blur:1.0")
+        p = Perturbation(kind, value)
+        if p not in found:
+            found.append(p)
+    return found
+
+
+def load_perturbed(source: Union[str, os.PathLike, bytes], size: int,
+                   perturbation: Perturbation | None = None) -> np.ndarray:
+    """:func:`edgedetect.preprocess.load_image` with ``perturbation`` applied between decoding and resizing."""
+    img = open_image(source)
+    if perturbation is not None:
+        img = perturbation.apply(img)
+    return to_array(img, size)
+
+
+# ------------------------------------------------------------------------------------------------ the models
+
+
+def shipped_models() -> list[Path]:
+    """The .tflite files installed in the ``edgedetect.models`` package (the repository's ``models/``)."""
+    root = Path(str(resources.files("edgedetect.models")))
+    return sorted(root.glob("*.tflite"))
+
+
+def _precision(model: Path) -> str:
+    from edgedetect.metadata import read_metadata
+
+    meta = read_metadata(model)
+    if meta is not None and meta.precision != "unknown":
+        return meta.precision
+    return next((s[1:] for s in PRECISION_SUFFIXES if model.stem.endswith(s)), "unknown")
+
+
+def family_reference(model: str | os.PathLike) -> Path | None:
+    """The fp32 model of ``model``'s family beside it, or None.
+
+    ``x_int8.tflite`` -> ``x_fp32.tflite`` (or ``x.tflite`` when its metadata says fp32); an fp32 model is its
+    own reference.
+    """
+    model = Path(model)
+    if _precision(model) == "fp32":
+        return model
+    stem = model.stem
+    base = next((stem[: -len(s)] for s in PRECISION_SUFFIXES if stem.endswith(s)), stem)
+    candidate = model.with_name(f"{base}_fp32.tflite")
+    if candidate.is_file():
+        return candidate
+    plain = model.with_name(f"{base}.tflite")
+    if plain != model and plain.is_file() and _precision(plain) == "fp32":
+        return plain
+    return None
+
+
+def measure_latency(model: str | os.PathLike, threads: int, runs: int, warmup: int) -> np.ndarray:
+    """Milliseconds of ``runs`` batch-1 ``invoke()`` calls after ``warmup`` untimed ones (input: random pixels)."""
+    Interpreter, _, _ = find_interpreter()
+    interp = Interpreter(model_path=str(model), num_threads=threads)
+    detail = interp.get_input_details()[0]
+    shape = [1, *(int(d) for d in detail["shape"][1:])]
+    if int(detail["shape"][0]) != 1:
+        interp.resize_tensor_input(detail["index"], shape)
+    interp.allocate_tensors()
+    dtype = np.dtype(detail["dtype"])
+    rng = np.random.default_rng(0)
+    if dtype.kind == "f":
+        x = rng.uniform(0, 255, shape).astype(dtype)
+    else:
+        info = np.iinfo(dtype)
+        x = rng.integers(info.min, info.max, shape, endpoint=True).astype(dtype)
+    interp.set_tensor(detail["index"], x)
+    for _ in range(warmup):
+        interp.invoke()
+    times = np.empty(runs)
+    for i in range(runs):
+        t = time.perf_counter()
+        interp.invoke()
+        times[i] = time.perf_counter() - t
+    return times * 1e3
+
+
+# ------------------------------------------------------------------------------------------------- the data
+
+
+@dataclass
+class ImageSet:
+    """The images of ``--data``: relative paths, what a worker reads (a path, or the bytes of an archive member),
+    labels (1 FAKE, 0 REAL, -1 no class folder) and the seconds spent reading an archive into memory."""
+
+    source: str
+    relpaths: list[str]
+    items: list
+    labels: np.ndarray
+    read_s: float = 0.0
+    n_found: int = 0
+
+    def __len__(self) -> int:
+        return len(self.relpaths)
+
+
+def load_image_set(data: str | os.PathLike, limit: int | None = None) -> ImageSet:
+    """List the images of a folder (recursively) or read those of an archive (.tar.gz/.zip) into memory.
+
+    With ``limit``, ``limit`` images evenly spaced over the sorted list are kept, so every class folder is sampled
+    (an archive is still read whole; its read time is pro-rated).
+
+    Raises:
+        EdgeDetectError: missing path, unsupported file, or no image files in it.
+    """
+    path = Path(data)
+    kind = archive_kind(path)
+    t = time.perf_counter()
+    if kind == "folder":
+        entries = list_folder(path)
+        relpaths, items = [e.relpath for e in entries], [str(e.path) for e in entries]
+        read_s = 0.0  # workers read the files themselves, inside the timed pass
+    else:
+        pairs = sorted(iter_files(path))
+        relpaths, items = [r for r, _ in pairs], [b for _, b in pairs]
+        read_s = time.perf_counter() - t
+    n_found = len(relpaths)
+    if not n_found:
+        raise EdgeDetectError(f"{path}: no image files in it; point --data at a folder or archive of images "
+                              "(REAL/FAKE class folders give accuracy figures)")
+    if limit is not None and limit < n_found:
+        keep = np.unique(np.linspace(0, n_found - 1, limit).round().astype(int))
+        relpaths, items = [relpaths[i] for i in keep], [items[i] for i in keep]
+        read_s *= limit / n_found  # the share of the archive's read time that the kept images cost
+    labels = np.array([-1 if (lab := classify(r)[1]) is None else lab for r in relpaths], np.int8)
+    return ImageSet(str(path), relpaths, items, labels, read_s, n_found)
+
+
+# ---------------------------------------------------------------------------------------- the worker pool
+
+
+def _classify_chunk(clf: Classifier, items: list, perturbation: Perturbation | None,
+                    batch: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """p_fake per item (NaN where it failed) and ``(position, problem)`` per failure; fills ``batch`` in place."""
+    size, n_batch = clf.input_size, len(batch)
+    out = np.full(len(items), np.nan)
+    errors: list[tuple[int, str]] = []
+    filled: list[int] = []
+    for j, item in enumerate(items):
+        try:
+            batch[len(filled)] = load_perturbed(item, size, perturbation)
+        except ImageError as e:
+            msg = str(e)
+            prefix = "<bytes>: " if isinstance(item, (bytes, bytearray)) else f"{item}: "
+            errors.append((j, msg[len(prefix):] if msg.startswith(prefix) else msg))
+            continue
+        filled.append(j)
+        if len(filled) == n_batch:
+            out[filled] = clf.invoke(batch)
+            filled = []
+    if filled:  # pad the last batch: re-allocating the interpreter for a smaller one costs more than the zeros
+        k = len(filled)
+        batch[k:] = 0
+        out[filled] = clf.invoke(batch)[:k]
+    return out, errors
+
+
+class _Worker:
+    """Keeps one Classifier per model; runs chunks. The same code runs in-process and in worker processes."""
+
+    def __init__(self, threads: int, batch_size: int):
+        self.threads, self.batch_size = threads, batch_size
+        self.models: dict[str, tuple[Classifier, np.ndarray]] = {}
+
+    def load(self, model: str) -> None:
+        if model not in self.models:
+            with contextlib.redirect_stderr(io.StringIO()):  # run_bench already showed its warnings (no metadata)
+                clf = Classifier(model, threads=self.threads, batch_size=self.batch_size)
+            batch = np.zeros((self.batch_size, clf.input_size, clf.input_size, 3), np.uint8)
+            clf.invoke(batch)  # allocate at the batch size and warm up, outside the timed pass
+            self.models[model] = (clf, batch)
+
+    def run(self, model: str, items: list, perturbation: Perturbation | None):
+        self.load(model)
+        clf, batch = self.models[model]
+        return _classify_chunk(clf, items, perturbation, batch)
+
+
+def _worker_main(conn, threads: int, batch_size: int) -> None:
+    """Entry point of a worker process: answer ("load", model) and ("run", model, items, perturbation) messages."""
+    worker = _Worker(threads, batch_size)
+    try:
+        while (msg := conn.recv()) is not None:
+            try:
+                if msg[0] == "load":
+                    worker.load(msg[1])
+                    conn.send(("ok", None))
+                else:
+                    conn.send(("ok", worker.run(*msg[1:])))
+            except EdgeDetectError as e:
+                conn.send(("error", str(e)))
+            except Exception:  # a bug: hand the traceback to the parent, which raises it
+                conn.send(("crash", traceback.format_exc()))
+    except (KeyboardInterrupt, EOFError, BrokenPipeError):
+        pass  # the parent is going away; it reports the interruption
+
+
+class WorkerPool:
+    """``workers`` processes (spawned, so safe on every platform) classifying chunks of an :class:`ImageSet`.
+
+    With ``workers=1`` everything runs in the calling process.
+    """
+
+    def __init__(self, workers: int, threads: int = 1, batch_size: int = DEFAULT_BATCH, chunk: int | None = None):
+        self.workers, self.threads, self.batch_size = workers, threads, batch_size
+        # Small chunks handed out on demand keep every core busy to the end, even when one is slowed by other work.
+        self.chunk = chunk or 2 * batch_size
+        self._local = _Worker(threads, batch_size) if workers == 1 else None
+        self._conns, self._procs = [], []
+        if self._local is None:
+            import multiprocessing as mp
+
+            ctx = mp.get_context("spawn")
+            for _ in range(workers):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_worker_main, args=(child, threads, batch_size), daemon=True)
+                proc.start()
+                child.close()
+                self._conns.append(parent)
+                self._procs.append(proc)
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for conn in self._conns:
+            try:
+                conn.send(None)
+            except OSError:
+                pass
+        for proc in self._procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.terminate()
+        self._conns, self._procs = [], []
+
+    @staticmethod
+    def _answer(conn):
+        try:
+            status, payload = conn.recv()
+        except (EOFError, OSError):
+            raise RuntimeError("a bench worker process died (out of memory?)") from None
+        if status == "error":
+            raise EdgeDetectError(payload)
+        if status == "crash":
+            raise RuntimeError(f"a bench worker failed:\n{payload}")
+        return payload
+
+    def run(self, model: str | os.PathLike, images: ImageSet, perturbation: Perturbation | None = None):
+        """Classify every image with ``model``.
+
+        Returns:
+            ``(p_fake, errors, seconds)``: p_fake per image (NaN where it failed), ``{index: problem}``, and the
+            wall-clock seconds of the pass (model loading excluded).
+        """
+        model = str(model)
+        n = len(images)
+        p = np.full(n, np.nan)
+        errors: dict[int, str] = {}
+        chunks = deque(range(0, n, self.chunk))
+        if self._local is not None:
+            self._local.load(model)
+            t = time.perf_counter()
+            for start in chunks:
+                out, errs = self._local.run(model, images.items[start : start + self.chunk], perturbation)
+                p[start : start + len(out)] = out
+                errors.update((start + j, msg) for j, msg in errs)
+            return p, errors, time.perf_counter() - t
+        from multiprocessing.connection import wait
+
+        for conn in self._conns:
+            conn.send(("load", model))
+        for conn in self._conns:
+            self._answer(conn)
+        in_flight: dict = {conn: deque() for conn in self._conns}
+
+        def hand_out(conn) -> None:
+            if chunks:
+                start = chunks.popleft()
+                conn.send(("run", model, images.items[start : start + self.chunk], perturbation))
+                in_flight[conn].append(start)
+
+        t = time.perf_counter()
+        for conn in self._conns:  # two chunks each, so a worker never waits for the next one
+            hand_out(conn)
+            hand_out(conn)
+        while any(in_flight.values()):
+            for conn in wait([c for c, q in in_flight.items() if q]):
+                out, errs = self._answer(conn)
+                start = in_flight[conn].popleft()
+                p[start : start + len(out)] = out
+                errors.update((start + j, msg) for j, msg in errs)
+                hand_out(conn)
+        return p, errors, time.perf_counter() - t
+
+
+# ------------------------------------------------------------------------------------------------- host info
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, else what ``platform`` knows)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (the affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def host_info(threads: int | None = None, workers: int | None = None, threads_per_worker: int | None = None) -> dict:
+    """What the figures depend on: CPU, cores, OS, versions, load, and the threads and workers used."""
+    _, package, version = find_interpreter()
+    import PIL
+
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        load = None
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "os": platform.platform(),
+        "arch": platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        "interpreter": f"{package} {version}",
+        "edgedetect": __version__,
+        "threads": threads,
+        "workers": workers,
+        "threads_per_worker": threads_per_worker,
+        "load_average": load,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+# -------------------------------------------------------------------------------------------------- the bench
+
+
+@dataclass
+class BenchConfig:
+    """What ``edgedetect bench`` measures.
+
+    Attributes:
+        models: .tflite files (empty: every shipped model).
+        data: folder or archive of images; without it only size and latency are measured.
+        reference: model every other is compared with (default: each one's fp32 sibling).
+        threads: interpreter threads for the latency measurement (default: all usable cores).
+        runs: timed batch-1 invokes per model.
+        warmup: untimed invokes before them.
+        limit: use at most this many images of ``data``.
+        perturb: perturbation spec, e.g. ``jpeg:50,resize:0.5,blur:1.0``.
+        workers: processes for the throughput pass (default: one per usable core).
+        batch_size: images per invoke in the throughput pass.
+    """
+
+    models: list[str] = field(default_factory=list)
+    data: Optional[str] = None
+    reference: Optional[str] = None
+    threads: Optional[int] = None
+    runs: int = 100
+    warmup: int = 10
+    limit: Optional[int] = None
+    perturb: Optional[str] = None
+    workers: Optional[int] = None
+    batch_size: int = DEFAULT_BATCH
+
+
+def _check_config(cfg: BenchConfig) -> None:
+    for name, value, low in (("--runs", cfg.runs, 1), ("--warmup", cfg.warmup, 0), ("--limit", cfg.limit, 1),
+                             ("--threads", cfg.threads, 1), ("--workers", cfg.workers, 1),
+                             ("--batch-size", cfg.batch_size, 1)):
+        if value is not None and value < low:
+            raise EdgeDetectError(f"{name} must be at least {low}; received {value}")
+    if cfg.data is None:
+        for name, value in (("--perturb", cfg.perturb), ("--reference", cfg.reference), ("--limit", cfg.limit)):
+            if value is not None:
+                raise EdgeDetectError(f"{name} needs --data: accuracy, drift and perturbations are measured over "
+                                      "images; add --data FOLDER_OR_ARCHIVE")
+
+
+def _resolve_models(models: list[str]) -> list[Path]:
+    if not models:
+        found = shipped_models()
+        if not found:
+            where = Path(str(resources.files("edgedetect.models")))
+            raise EdgeDetectError(f"no models given and no shipped models in {where}; "
+                                  "pass .tflite files, e.g. edgedetect bench path/to/model_int8.tflite")
+        return found
+    out: list[Path] = []
+    for m in models:
+        p = Path(m)
+        if p.resolve() not in {q.resolve() for q in out}:
+            out.append(p)
+    return out
+
+
+def _metrics(p: np.ndarray, labels: np.ndarray, threshold: float) -> dict | None:
+    keep = np.isfinite(p) & (labels >= 0)
+    return binary_metrics(labels[keep], p[keep], threshold) if keep.any() else None
+
+
+def _drift(p: np.ndarray, thr: float, p_ref: np.ndarray, thr_ref: float, labels: np.ndarray) -> dict:
+    both = np.isfinite(p) & np.isfinite(p_ref)
+    if not both.any():
+        return {"delta_accuracy": None, "agreement": None, "max_abs_dp": None, "mean_abs_dp": None}
+    a, b = p[both] >= thr, p_ref[both] >= thr_ref
+    dp = np.abs(p[both] - p_ref[both])
+    lab = labels[both]
+    known = lab >= 0
+    delta = float(np.mean(a[known] == lab[known]) - np.mean(b[known] == lab[known])) if known.any() else None
+    return {"delta_accuracy": delta, "agreement": float(np.mean(a == b)), "max_abs_dp": float(dp.max()),
+            "mean_abs_dp": float(dp.mean())}
+
+
+def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
+    """Benchmark ``cfg.models``; returns the JSON document ``edgedetect bench --json`` prints.
+
+    Document: ``data``, ``n_images`` (images classified), ``reference``, ``host``, ``method``, ``rows`` (one
+    per model with the keys of :data:`CONTRACT_KEYS`, ``None`` where not measured, plus ``reference``,
+    ``mean_abs_dp``, ``perturbations`` {name: {accuracy, roc_auc, agreement}} and more), ``perturbations``
+    (the names) and ``errors`` (``[{"path", "error"}]`` for files that could not be read; the run goes on).
+
+    Raises:
+        EdgeDetectError: a bad option, model or data path.
+    """
+    log = log or (lambda _msg: None)
+    _check_config(cfg)
+    perturbations = parse_perturbations(cfg.perturb)
+    models = _resolve_models(cfg.models)
+    classifiers: dict[Path, Classifier] = {}
+
+    def classifier(path: Path) -> Classifier:  # validates the file and reads its metadata, once
+        key = next((k for k in classifiers if k.resolve() == path.resolve()), path)
+        if key not in classifiers:
+            classifiers[key] = Classifier(key, threads=1, batch_size=1)
+        return classifiers[key]
+
+    for m in models:
+        classifier(m)
+    if cfg.reference is not None:
+        classifier(Path(cfg.reference))
+    cores = usable_cores()
+    threads = cfg.threads or cores
+    workers = cfg.workers or cores
+    images = load_image_set(cfg.data, cfg.limit) if cfg.data is not None else None
+    if images is not None:
+        log(f"data: {images.source}: {len(images):,} images"
+            + (f" (of {images.n_found:,}, --limit)" if len(images) < images.n_found else "")
+            + (f", read in {images.read_s:.2f} s" if images.read_s else ""))
+
+    rows: list[dict] = []
+    for model in models:  # latency first, while no worker process exists to compete for the cores
+        clf = classifier(model)
+        lat = measure_latency(model, threads, cfg.runs, cfg.warmup)
+        row = {k: None for k in CONTRACT_KEYS}
+        precision = clf.metadata.precision if clf.metadata.precision != "unknown" else _precision(model)
+        row.update(model=str(model), precision=precision, size_bytes=model.stat().st_size,
+                   latency_ms_p50=float(np.median(lat)), latency_ms_p90=float(np.percentile(lat, 90)),
+                   input_size=clf.input_size, io=clf.input_dtype.name, threshold=clf.threshold,
+                   arch=clf.metadata.arch, reference=None, mean_abs_dp=None, n_images=None,
+                   throughput_seconds=None, perturbations={})
+        rows.append(row)
+        if images is None:
+            log(_row_line(row))
+
+    preds: dict[Path, np.ndarray] = {}
+    errors: dict[int, str] = {}
+    if images is not None:
+        with WorkerPool(workers, 1, cfg.batch_size) as pool:
+            for model, row in zip(models, rows):
+                clf = classifier(model)
+                p, errs, secs = pool.run(model, images)
+                errors.update(errs)
+                preds[model] = p
+                n_ok = int(np.isfinite(p).sum())
+                row.update(n_images=n_ok, throughput_seconds=secs + images.read_s,
+                           throughput_ips=n_ok / (secs + images.read_s) if n_ok else None)
+                m = _metrics(p, images.labels, clf.threshold)
+                if m is not None:
+                    row.update(accuracy=m["accuracy"], precision_fake=m["precision"], recall_fake=m["recall"],
+                               f1=m["f1"], roc_auc=m["roc_auc"])
+                for pert in perturbations:
+                    pp, errs, _ = pool.run(model, images, pert)
+                    errors.update(errs)
+                    pm = _metrics(pp, images.labels, clf.threshold)
+                    both = np.isfinite(pp) & np.isfinite(p)
+                    row["perturbations"][pert.name] = {
+                        "accuracy": pm["accuracy"] if pm else None,
+                        "roc_auc": pm["roc_auc"] if pm else None,
+                        "agreement": float(np.mean((pp[both] >= clf.threshold) == (p[both] >= clf.threshold)))
+                        if both.any() else None,
+                    }
+                log(_row_line(row))
+
+            for model, row in zip(models, rows):
+                ref = Path(cfg.reference) if cfg.reference is not None else family_reference(model)
+                if ref is None:
+                    continue
+                ref = next((m for m in preds if m.resolve() == ref.resolve()), ref)
+                if ref not in preds:
+                    log(f"reference {ref}: classifying the data")
+                    preds[ref], errs, _ = pool.run(ref, images)
+                    errors.update(errs)
+                row["reference"] = str(ref)
+                row.update(_drift(preds[model], classifier(model).threshold, preds[ref], classifier(ref).threshold,
+                                  images.labels))
+
+    n_images = int(np.isfinite(next(iter(preds.values()))).sum()) if preds else 0
+    return {
+        "data": images.source if images is not None else None,
+        "n_images": n_images,
+        "n_files": len(images) if images is not None else 0,
+        "n_labelled": int((images.labels >= 0).sum()) if images is not None else 0,
+        "reference": cfg.reference,
+        "host": host_info(threads, workers if images is not None else None, 1 if images is not None else None),
+        "method": {
+            "latency": f"batch 1, {threads} interpreter thread(s), {cfg.warmup} warm-up then {cfg.runs} timed "
+                       "invoke() calls (time.perf_counter); median and p90",
+            "throughput": f"{workers} worker process(es) x 1 interpreter thread, batch {cfg.batch_size}: read + "
+                          "decode + preprocess + invoke over the data; start-up and model loading excluded"
+                          + ("; archive read time included" if images is not None and images.read_s else ""),
+            "runs": cfg.runs, "warmup": cfg.warmup, "batch_size": cfg.batch_size, "limit": cfg.limit,
+        },
+        "perturbations": [p.name for p in perturbations],
+        "rows": rows,
+        "errors": [{"path": images.relpaths[i], "error": msg} for i, msg in sorted(errors.items())],
+    }
+
+
+def _fmt(v, spec: str, none: str = "-") -> str:
+    return none if v is None else format(v, spec)
+
+
+def _row_line(row: dict) -> str:
+    parts = [f"{Path(row['model']).name}: {row['latency_ms_p50']:.3f} ms/img (batch 1)"]
+    if row["throughput_ips"] is not None:
+        parts.append(f"{row['throughput_ips']:,.0f} img/s")
+    if row["accuracy"] is not None:
+        parts.append(f"accuracy {row['accuracy']:.4f}")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------------- output
+
+
+def render(doc: dict, console) -> None:
+    """Print ``doc`` as tables (Ultralytics-style) on a rich ``console``."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    host = doc["host"]
+    table = Table(title=f"edgedetect bench · {escape(doc['data'] or 'no data (size and latency only)')}"
+                  + (f" · {doc['n_images']:,} images" if doc["data"] else ""), title_justify="left")
+    columns = ("Model", "Prec.", "MB", "Acc", "F1", "AUC", "ms/img p50 (p90)", "img/s", "ΔAcc pt", "Agree", "max|Δp|")
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("Model", "Prec.") else "right", no_wrap=True)
+    for r in doc["rows"]:
+        delta = None if r["delta_accuracy"] is None else 100 * r["delta_accuracy"]
+        table.add_row(escape(Path(r["model"]).stem), r["precision"], f"{r['size_bytes'] / 1e6:.2f}",
+                      _fmt(r["accuracy"], ".4f"), _fmt(r["f1"], ".4f"), _fmt(r["roc_auc"], ".4f"),
+                      f"{r['latency_ms_p50']:.3f} ({r['latency_ms_p90']:.3f})", _fmt(r["throughput_ips"], ",.0f"),
+                      _fmt(delta, "+.2f"), _fmt(r["agreement"], ".4f"), _fmt(r["max_abs_dp"], ".4f"))
+    console.print(table)
+    if doc["perturbations"]:
+        pt = Table(title="Accuracy under perturbation (change vs clean, points)", title_justify="left")
+        pt.add_column("Model", no_wrap=True)
+        pt.add_column("clean", justify="right")
+        for name in doc["perturbations"]:
+            pt.add_column(name, justify="right")
+        for r in doc["rows"]:
+            cells = []
+            for name in doc["perturbations"]:
+                acc = r["perturbations"][name]["accuracy"]
+                cells.append("-" if acc is None or r["accuracy"] is None
+                             else f"{acc:.4f} ({100 * (acc - r['accuracy']):+.2f})")
+            pt.add_row(escape(Path(r["model"]).stem), _fmt(r["accuracy"], ".4f"), *cells)
+        console.print(pt)
+    refs = sorted({Path(r["reference"]).name for r in doc["rows"] if r["reference"]})
+    if doc["data"]:
+        found = escape(", ".join(refs)) if refs else "none (no fp32 sibling found; pass --reference)"
+        console.print(f"drift reference: {found}")
+    load = host["load_average"]
+    console.print(f"host: {escape(host['cpu'])}, {host['cores']} cores ({host['usable_cores']} usable), "
+                  f"{host['os']} ({host['arch']}); python {host['python']}, numpy {host['numpy']}, "
+                  f"{host['interpreter']}" + (f"; load average {load[0]:.2f}" if load else ""))
+    console.print(f"latency: {doc['method']['latency']}")
+    if doc["data"]:
+        console.print(f"throughput: {doc['method']['throughput']}")
+
+
+def print_errors(doc: dict, console, limit: int = 50) -> None:
+    """List the files that could not be read (at most ``limit``; all are in the JSON)."""
+    from rich.markup import escape
+
+    errs = doc["errors"]
+    if not errs:
+        return
+    for e in errs[:limit]:
+        console.print(f"error: {escape(e['path'])}: {escape(e['error'])}", highlight=False)
+    more = f" ({len(errs) - limit} more not shown; --json lists all)" if len(errs) > limit else ""
+    console.print(f"{len(errs)} file(s) could not be read and were left out{more}", highlight=False)
+
+
+def write_csv(doc: dict, path: str | os.PathLike) -> None:
+    """One line per model: the contract keys, then the extra figures and one accuracy column per perturbation."""
+    from edgedetect.files import atomic_write_text
+
+    extra = ["reference", "mean_abs_dp", "n_images", "input_size", "io", "threshold", "arch"]
+    pert_cols = [f"accuracy_{name}" for name in doc["perturbations"]]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow([*CONTRACT_KEYS, *extra, *pert_cols])
+    for r in doc["rows"]:
+        pert = [r["perturbations"][name]["accuracy"] for name in doc["perturbations"]]
+        values = [*(r[k] for k in CONTRACT_KEYS), *(r[k] for k in extra), *pert]
+        writer.writerow(["" if v is None else v for v in values])
+    atomic_write_text(path, buf.getvalue())
+
+
+def plot_bench(doc: dict, path: str | os.PathLike) -> None:
+    """Latency (x) against accuracy (y; size when there is no data), one labelled bubble per model, area ~ size."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgedetect.files import atomic_write_bytes
+
+    rows = doc["rows"]
+    with_acc = all(r["accuracy"] is not None for r in rows)
+    x = np.array([r["latency_ms_p50"] for r in rows])
+    y = np.array([100 * r["accuracy"] if with_acc else r["size_bytes"] / 1e6 for r in rows])
+    size_mb = np.array([r["size_bytes"] / 1e6 for r in rows])
+    area = 80 + 1200 * size_mb / max(size_mb.max(), 1e-9)
+    colors = {"fp32": "#1565c0", "fp16": "#6a1b9a", "dynamic": "#ef6c00", "int8": "#2e7d32"}
+    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    for r, xi, yi, a in zip(rows, x, y, area):
+        ax.scatter(xi, yi, s=a, alpha=0.55, color=colors.get(r["precision"], "#616161"), edgecolor="black", lw=0.6)
+    if x.max() / max(x.min(), 1e-9) > 20:
+        ax.set_xscale("log")
+        ax.set_xlim(x.min() / 1.5, x.max() * 3)
+    else:
+        ax.set_xlim(0, x.max() * 1.35)
+    pad = (y.max() - y.min()) * 0.15 or 1.0
+    ax.set_ylim(y.min() - pad, y.max() + pad)
+    # Labels go right-above their bubble, or below / to the left when a bubble nearby already took that place.
+    placed: list[tuple[float, float]] = []
+    to_axes = ax.transAxes.inverted()
+    for r, xi, yi, mb in zip(rows, x, y, size_mb):
+        fx, fy = to_axes.transform(ax.transData.transform((xi, yi)))
+        near = [(px, py) for px, py in placed if abs(px - fx) < 0.22 and abs(py - fy) < 0.09]
+        offset, ha = ((10, 6), "left")
+        if near:
+            offset, ha = ((10, -24), "left") if len(near) == 1 else ((-10, 6), "right")
+        placed.append((fx, fy))
+        label = f"{Path(r['model']).stem}\n{mb:.2f} MB"
+        if r["throughput_ips"]:
+            label += f", {r['throughput_ips']:,.0f} img/s"
+        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=offset, ha=ha, fontsize=8)
+    ax.set_xlabel("latency, batch 1 (ms per image, median)")
+    ax.set_ylabel("accuracy (%)" if with_acc else "size (MB)")
+    handles = [plt.scatter([], [], color=c, alpha=0.55, edgecolor="black", lw=0.6, label=k)
+               for k, c in colors.items() if any(r["precision"] == k for r in rows)]
+    if handles:
+        ax.legend(handles=handles, title="precision (bubble area ~ size)", fontsize=8, title_fontsize=8, loc="best")
+    host = doc["host"]
+    data = Path(doc["data"]).name if doc["data"] else "no data"
+    ax.set_title(f"edgedetect bench · {data} ({doc['n_images']:,} images)\n{host['cpu']}, {host['interpreter']}",
+                 fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png")
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())

@@ -1,0 +1,88 @@
+"""`edgedetect bench`: size, latency, throughput, accuracy and drift of .tflite models (interpreter only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from edgedetect.cli import app
+from edgedetect.errors import EdgeDetectError
+
+
+def _check_output(path: Path, option: str, suffixes: tuple[str, ...]) -> None:
+    if path.suffix.lower() not in suffixes:
+        raise EdgeDetectError(f"{option} {path}: unsupported file type {path.suffix or '(no suffix)'!r}; "
+                              f"use one of {', '.join(suffixes)}")
+    if path.is_dir():
+        raise EdgeDetectError(f"{option} {path}: is a folder; give a file name inside it")
+    if not path.parent.is_dir():
+        raise EdgeDetectError(f"{option} {path}: folder {path.parent} does not exist; create it first")
+    if not os.access(path.parent, os.W_OK):
+        raise EdgeDetectError(f"{option} {path}: folder {path.parent} is not writable")
+
+
+@app.command(rich_help_panel="Runtime (interpreter only)")
+def bench(
+    models: Optional[List[Path]] = typer.Argument(None, metavar="[MODEL.tflite]...", show_default=False,
+                                                  help="Models to compare \\[default: every shipped model]."),
+    data: Optional[Path] = typer.Option(None, "--data", "-d", show_default=False,
+                                        help="Images (folder, searched recursively, or .tar.gz/.zip) for throughput; "
+                                             "REAL/FAKE class folders also give accuracy and drift."),
+    reference: Optional[Path] = typer.Option(None, "--reference", show_default=False,
+                                             help="Compare every model with this one \\[default: each model's fp32 sibling, <family>_fp32.tflite]."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
+                                          help="Interpreter threads for the latency measurement \\[default: all cores]."),
+    runs: int = typer.Option(100, "--runs", min=1, help="Timed batch-1 invokes per model (median and p90)."),
+    warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed invokes before them."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, show_default=False,
+                                        help="Use at most N images of --data, evenly spaced over the sorted list."),
+    perturb: Optional[str] = typer.Option(None, "--perturb", show_default=False, metavar="SPEC",
+                                          help="Accuracy again under each perturbation, e.g. jpeg:50,resize:0.5,blur:1.0 "
+                                               "(JPEG quality, downscale factor, Gaussian blur radius)."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables: data, n_images, "
+                                  "reference, host, method, rows (one per model; perturbations per row), errors."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", show_default=False, metavar="FILE",
+                                           help="Also write one line per model to this .csv file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", show_default=False, metavar="FILE",
+                                        help="Also draw latency vs accuracy (bubble = size) into this picture."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, show_default=False,
+                                          help="Processes for the throughput pass, one interpreter thread each \\[default: all cores]."),
+) -> None:
+    """Benchmark models: size, batch-1 latency, end-to-end throughput, accuracy, drift vs fp32, robustness.
+
+    Exit 0 when every image was read, 1 when some could not be (they are listed; the others are measured).
+    """
+    from rich.console import Console
+
+    from edgedetect.bench import BenchConfig, plot_bench, print_errors, render, run_bench, write_csv
+
+    if csv_out is not None:
+        _check_output(csv_out, "--csv", (".csv",))
+    if plot is not None:
+        _check_output(plot, "--plot", (".png", ".jpg", ".jpeg", ".pdf", ".svg"))
+    cfg = BenchConfig(models=[str(m) for m in models or []], data=str(data) if data is not None else None,
+                      reference=str(reference) if reference is not None else None, threads=threads, runs=runs,
+                      warmup=warmup, limit=limit, perturb=perturb, workers=workers)
+    err = Console(stderr=True, highlight=False)
+    doc = run_bench(cfg, log=None if json_out else (lambda msg: err.print(msg, style="dim", soft_wrap=True)))
+    if csv_out is not None:
+        write_csv(doc, csv_out)
+    if plot is not None:
+        plot_bench(doc, plot)
+    if json_out:
+        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+    else:
+        # A pipe or file gets the full table rather than rich's 80-column default.
+        out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+        render(doc, out)
+        for path, what in ((csv_out, "table"), (plot, "plot")):
+            if path is not None:
+                out.print(f"{what} written to {path}")
+    print_errors(doc, err)
+    if doc["errors"]:
+        raise typer.Exit(1)
