@@ -12,7 +12,7 @@ from edgedetect.cli import app
 
 @app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def train(
-    arch: str = typer.Option(..., "--arch", help="Architecture: mobilenet_v3_small, mobilenet_v3_large, resnet50 or cnn."),
+    arch: str = typer.Option(..., "--arch", help="Architecture: mobilenet_v3_small, mobilenet_v3_large, resnet50, cnn or cnn_wide."),
     data: Path = typer.Option(..., "--data", help="Dataset folder or .tar.gz/.zip with REAL/FAKE class folders (optionally under train/val/test)."),
     img_size: Optional[int] = typer.Option(None, "--img-size", min=16, help="Input side in pixels [default: the architecture's, 32]."),
     epochs: int = typer.Option(30, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner)."),
