@@ -37,7 +37,7 @@ def roc_curve(y_true: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nd
 def roc_auc(y_true: np.ndarray, scores: np.ndarray) -> float | None:
     """Area under the ROC curve; ``None`` when only one class is present."""
     y_true = np.asarray(y_true).astype(int)
-    if y_true.min(initial=0) == y_true.max(initial=0):
+    if len(y_true) == 0 or y_true.min() == y_true.max():
         return None
     fpr, tpr, _ = roc_curve(y_true, scores)
     return float(np.trapezoid(tpr, fpr))

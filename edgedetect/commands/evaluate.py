@@ -1,0 +1,93 @@
+"""`edgedetect evaluate`: metrics of a .keras or .tflite model on a labelled dataset split."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from edgedetect.cli import app
+
+
+class Split(str, Enum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class Method(str, Enum):
+    youden = "youden"
+    f1 = "f1"
+
+
+@app.command(rich_help_panel="Training (needs the \\[train] extra)")
+def evaluate(
+    model: Path = typer.Argument(..., exists=True, dir_okay=False, show_default=False,
+                                 help="A .tflite model (run by the interpreter, as predict does) or a .keras model (needs the \\[train] extra)."),
+    data: Path = typer.Option(..., "--data", exists=True, show_default=False,
+                              help="Dataset folder or .tar.gz/.zip with REAL/FAKE class folders, optionally under train/val/test."),
+    split: Split = typer.Option(Split.test, "--split", help="The split to score."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", min=0.0, max=1.0, show_default=False,
+                                              help="Call an image FAKE when p_fake >= T \\[default: the model's own threshold, else 0.5]."),
+    optimize_threshold: Optional[Method] = typer.Option(None, "--optimize-threshold", show_default=False,
+                                                        help="Choose the threshold on the data's val split (carved from train if needed; never the test split) by Youden's J or best F1."),
+    json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+    plots: Optional[Path] = typer.Option(None, "--plots", show_default=False,
+                                         help="Write roc.png, confusion_matrix.png and worst_mistakes.png into this folder."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, show_default=False,
+                                        help="Score at most N images of each split used (a seeded random subset)."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
+                                          help="Interpreter threads for a .tflite \\[default: all cores]."),
+) -> None:
+    """Score a .keras or .tflite model on a labelled split: accuracy, precision, recall, F1, ROC-AUC, confusion matrix."""
+    from edgedetect.evaluate import EvalConfig
+    from edgedetect.evaluate import evaluate as run_evaluation
+
+    cfg = EvalConfig(model=str(model), data=str(data), split=split.value, threshold=threshold,
+                     optimize_threshold=optimize_threshold.value if optimize_threshold else None,
+                     plots=str(plots) if plots else None, limit=limit, threads=threads)
+    report = run_evaluation(cfg, progress=not json_out and sys.stderr.isatty()).report
+    if json_out:
+        sys.stdout.write(json.dumps(report, indent=1) + "\n")
+    else:
+        _print_human(report)
+
+
+def _print_human(r: dict) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    from edgedetect import LABELS
+
+    console = Console()
+    if not console.is_terminal:  # piped or redirected: never fold the long path lines
+        console = Console(width=100_000)
+    count = r.get("limit", f"{r['n']} images")
+    console.print(f"[bold]{escape(r['model'])}[/] on {escape(r['data'])}, split {r['split']}: {escape(count)}",
+                  highlight=False)
+    console.print(f"threshold {r['threshold']:.4g}: {escape(r['threshold_source'])}", highlight=False)
+    metrics = Table(box=None, header_style="bold", show_header=False)
+    metrics.add_column("metric")
+    metrics.add_column("value", justify="right")
+    for key in ("accuracy", "balanced_accuracy", "precision", "recall", "f1", "roc_auc"):
+        value = r[key]
+        metrics.add_row(key.replace("_", " "), "n/a (one class)" if value is None else f"{value:.4f}")
+    console.print(metrics)
+
+    cm = Table(title="confusion matrix", title_justify="left", header_style="bold")
+    cm.add_column("")
+    for label in LABELS:
+        cm.add_column(f"pred {label}", justify="right")
+    for label, row in zip(LABELS, r["confusion_matrix"]):
+        total = max(sum(row), 1)
+        cm.add_row(f"true {label}", *(f"{v} ({v / total:.1%})" for v in row))
+    console.print(cm)
+    if r.get("unreadable"):
+        console.print(f"[yellow]{r['unreadable']} unreadable images skipped[/]")
+    for path in r.get("plots", []):
+        console.print(f"plot: {escape(path)}", highlight=False)

@@ -1,0 +1,349 @@
+"""Score a model on a labelled dataset: metrics at a stated threshold, and pictures of where it goes wrong.
+
+A ``.tflite`` model runs through :class:`edgedetect.runtime.Classifier` (the interpreter, as ``predict`` does;
+no TensorFlow); a ``.keras`` model through Keras (imported only then). Both see the arrays
+:func:`edgedetect.data.load_dataset` decodes with the runtime's preprocessing.
+
+The decision threshold is, in order: the one given; one chosen on the dataset's ``val`` split (never on the
+split being evaluated, so never on test); the model's own (the .tflite metadata sidecar, or ``metrics.json``
+of the training run a .keras sits in); 0.5.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from edgedetect import LABELS
+from edgedetect.errors import EdgeDetectError
+from edgedetect.files import atomic_write_bytes
+
+THRESHOLD_METHODS = ("youden", "f1")
+_METHOD_NAMES = {"youden": "Youden's J (max TPR - FPR)", "f1": "best F1"}
+MAX_MISTAKES = 16  # images in the worst-mistakes grid
+_VAL_IS_EVALUATED = ("--optimize-threshold chooses the threshold on the val split, which is the split being evaluated; "
+                     "evaluate --split test, or pass a fixed --threshold")
+PLOT_FILES = {"roc": "roc.png", "confusion_matrix": "confusion_matrix.png", "mistakes": "worst_mistakes.png"}
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate and how.
+
+    Attributes:
+        model: a ``.keras`` or ``.tflite`` file.
+        data: a dataset folder or archive (see :mod:`edgedetect.data`).
+        split: the split scored: train, val or test.
+        threshold: a fixed threshold (None: the model's own, or 0.5).
+        optimize_threshold: choose the threshold on the val split: "youden" or "f1" (None: don't).
+        plots: folder for the ROC curve, confusion matrix and worst-mistakes pictures (None: no pictures).
+        limit: score at most this many images of each split used (a seeded random subset).
+        val_fraction: share of train carved into val when the data has none. None: the training run's when the
+            data is the model's own training data (so the carve is the same and no training image lands in
+            val), else 0.1.
+        seed: seed of that carve (None: likewise the run's, else 0).
+        threads: interpreter threads for a .tflite (None: all cores).
+    """
+
+    model: str
+    data: str
+    split: str = "test"
+    threshold: float | None = None
+    optimize_threshold: str | None = None
+    plots: str | None = None
+    limit: int | None = None
+    val_fraction: float | None = None
+    seed: int | None = None
+    threads: int | None = None
+
+
+@dataclass
+class Evaluation:
+    """The report (JSON-able dict) and the arrays behind it."""
+
+    report: dict
+    x: np.ndarray  # uint8 images of the evaluated split
+    y: np.ndarray  # labels, 1 = FAKE
+    p_fake: np.ndarray
+    paths: list[str]
+
+
+class _Scorer:
+    """A loaded model: ``predict(uint8 NHWC) -> p_fake``, its input size and its own threshold (if any)."""
+
+    def __init__(self, model: Path, threads: int | None):
+        suffix = model.suffix.lower()
+        if not model.is_file():
+            raise EdgeDetectError(f"{model}: model not found" + (" (it is a folder)" if model.is_dir() else ""))
+        self.model_threshold: tuple[float, str] | None = None
+        self.training: dict = {}  # the training run's settings (data, val_fraction, seed), where known
+        if suffix == ".tflite":
+            from edgedetect.metadata import read_metadata, sidecar_path
+            from edgedetect.runtime import Classifier
+
+            clf = Classifier(model, threads=threads)
+            self.kind, self.input_size, self.predict = "tflite", clf.input_size, clf.predict
+            if read_metadata(model) is not None:
+                self.model_threshold = (clf.threshold, f"model metadata ({sidecar_path(model).name})")
+                settings = clf.metadata.training.get("settings") if isinstance(clf.metadata.training, dict) else None
+                self.training = settings if isinstance(settings, dict) else {}
+        elif suffix == ".keras":
+            self._load_keras(model)
+        else:
+            raise EdgeDetectError(f"{model}: unsupported model type {suffix or '(no suffix)'!r}; "
+                                  "evaluate takes a .keras (from `edgedetect train`) or a .tflite file")
+
+    def _load_keras(self, model: Path) -> None:
+        try:
+            import keras
+        except ImportError:
+            raise EdgeDetectError(f"{model}: evaluating a .keras model needs Keras and TensorFlow "
+                                  "(pip install 'edgedetect[train]'), or evaluate its .tflite instead") from None
+        from training.train import predict_keras
+
+        try:
+            net = keras.saving.load_model(model, safe_mode=True)
+        except Exception as e:  # Keras raises ValueError/OSError/zipfile errors for files it cannot read
+            raise EdgeDetectError(f"{model}: cannot load this Keras model ({type(e).__name__}: {e})") from None
+        shape = tuple(net.input_shape)
+        if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or shape[1] is None:
+            raise EdgeDetectError(f"{model}: not an image classifier: input shape {list(shape)}, "
+                                  "expected [batch, size, size, 3] (square RGB)")
+        self.kind, self.input_size = "keras", int(shape[1])
+        self.predict = lambda x: predict_keras(net, x)
+        config_file = model.parent / "config.json"  # a model inside a training run folder
+        try:
+            settings = json.loads(config_file.read_text(encoding="utf-8"))["config"]
+            self.training = settings if isinstance(settings, dict) else {}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        metrics_file = model.parent / "metrics.json"
+        if metrics_file.is_file():
+            try:
+                doc = json.loads(metrics_file.read_text(encoding="utf-8"))
+                self.model_threshold = (float(doc["threshold"]),
+                                        f"training run {metrics_file} ({doc.get('threshold_method', 'chosen on val')})")
+            except (OSError, ValueError, KeyError, TypeError):
+                pass  # not a training run's metrics file: fall back to 0.5
+
+
+def _subset(split, n: int | None):
+    if n is None or n >= len(split):
+        return split
+    return split.subset(np.sort(np.random.default_rng(0).permutation(len(split))[:n]))
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except (OSError, TypeError):
+        return False
+
+
+def _carve(cfg: EvalConfig, training: dict) -> tuple[float, int]:
+    """``(val_fraction, seed)``: as configured, else the training run's on its own data, else 0.1 and 0."""
+    run = training if _same_file(training.get("data"), cfg.data) else {}
+    fraction = cfg.val_fraction if cfg.val_fraction is not None else run.get("val_fraction", 0.1)
+    seed = cfg.seed if cfg.seed is not None else run.get("seed", 0)
+    return float(fraction), int(seed)
+
+
+def choose_threshold(dataset, split: str, method: str, predict: Callable, limit: int | None = None) -> tuple[float, str]:
+    """Threshold chosen by ``method`` on ``dataset``'s val split; ``(threshold, how it was chosen)``.
+
+    Raises:
+        EdgeDetectError: unknown method, no val split, or ``split`` is val itself.
+    """
+    if method not in THRESHOLD_METHODS:
+        raise EdgeDetectError(f"--optimize-threshold {method}: unknown method; valid: {', '.join(THRESHOLD_METHODS)}")
+    if split == "val":
+        raise EdgeDetectError(_VAL_IS_EVALUATED)
+    if "val" not in dataset.splits:
+        raise EdgeDetectError(f"{dataset.source}: no val split to choose a threshold on (found: "
+                              f"{', '.join(dataset.splits)}; a test split is never used for that). Drop "
+                              "--optimize-threshold to use the model's own threshold, pass --threshold, or use data "
+                              "with a train or val split")
+    from edgedetect.metrics import optimal_threshold
+
+    val = _subset(dataset.split("val"), limit)
+    if len(np.unique(val.y)) < 2:
+        raise EdgeDetectError(f"the val split used to choose the threshold holds one class only ({len(val)} images); "
+                              "raise --limit or pass a fixed --threshold")
+    threshold = optimal_threshold(val.y, predict(val.x), method)
+    carved = " (carved from train)" if dataset.val_carved else ""
+    return threshold, f"{_METHOD_NAMES[method]} on the val split{carved}, {len(val)} images"
+
+
+def evaluate(cfg: EvalConfig, progress: bool = False) -> Evaluation:
+    """Score ``cfg.model`` on ``cfg.split`` of ``cfg.data``; writes the pictures when ``cfg.plots`` is set.
+
+    Returns:
+        An :class:`Evaluation` whose ``report`` has accuracy, precision, recall, f1, balanced_accuracy, roc_auc,
+        confusion_matrix (rows true REAL/FAKE, columns predicted), threshold, threshold_source, n, model,
+        data, split (and plots: the written files).
+
+    Raises:
+        EdgeDetectError: missing/unsupported model, unusable data or split, conflicting threshold options.
+    """
+    from edgedetect.data import load_dataset
+    from edgedetect.metrics import binary_metrics
+
+    if cfg.threshold is not None and cfg.optimize_threshold is not None:
+        raise EdgeDetectError("--threshold and --optimize-threshold both given; pass one of them")
+    if cfg.threshold is not None and not 0.0 <= cfg.threshold <= 1.0:
+        raise EdgeDetectError(f"--threshold {cfg.threshold}: must be between 0 and 1 (a p_fake value)")
+    if cfg.optimize_threshold is not None and cfg.optimize_threshold not in THRESHOLD_METHODS:
+        raise EdgeDetectError(f"--optimize-threshold {cfg.optimize_threshold}: unknown method; "
+                              f"valid: {', '.join(THRESHOLD_METHODS)}")
+    if cfg.optimize_threshold is not None and cfg.split == "val":
+        raise EdgeDetectError(_VAL_IS_EVALUATED)
+    plots = Path(cfg.plots) if cfg.plots else None
+    if plots is not None:
+        _check_plot_dir(plots)
+
+    scorer = _Scorer(Path(cfg.model), cfg.threads)
+    val_fraction, seed = _carve(cfg, scorer.training)
+    dataset = load_dataset(cfg.data, scorer.input_size, val_fraction=val_fraction, seed=seed, progress=progress)
+    split = _subset(dataset.split(cfg.split), cfg.limit)
+
+    if cfg.threshold is not None:
+        threshold, source = float(cfg.threshold), "--threshold"
+    elif cfg.optimize_threshold is not None:
+        threshold, source = choose_threshold(dataset, cfg.split, cfg.optimize_threshold, scorer.predict, cfg.limit)
+    elif scorer.model_threshold is not None:
+        threshold, source = scorer.model_threshold
+    else:
+        threshold, source = 0.5, "default 0.5 (the model states none)"
+
+    p_fake = scorer.predict(split.x)
+    report = {"model": str(cfg.model), "data": str(cfg.data), "split": cfg.split,
+              **binary_metrics(split.y, p_fake, threshold), "threshold_source": source}
+    if len(split) < len(dataset.split(cfg.split)):
+        report["limit"] = f"{len(split)} of {len(dataset.split(cfg.split))} images (seeded random subset)"
+    if dataset.unreadable:
+        report["unreadable"] = len(dataset.unreadable)
+    result = Evaluation(report, split.x, np.asarray(split.y, int), p_fake, list(split.paths))
+    report["worst_mistakes"] = [{"path": result.paths[i], "label": LABELS[result.y[i]], "p_fake": float(p_fake[i])}
+                                for i in worst_mistakes(result.y, p_fake, threshold)]
+    if plots is not None:
+        report["plots"] = [str(p) for p in write_plots(result, plots)]
+    return result
+
+
+def worst_mistakes(y: np.ndarray, p_fake: np.ndarray, threshold: float, k: int = MAX_MISTAKES) -> np.ndarray:
+    """Indexes of up to ``k`` wrong predictions, most confidently wrong first (by p of the wrong class)."""
+    y = np.asarray(y).astype(int)
+    p_fake = np.asarray(p_fake, dtype=np.float64)
+    wrong = np.flatnonzero((p_fake >= threshold) != (y == 1))
+    confidence = np.where(y[wrong] == 1, 1.0 - p_fake[wrong], p_fake[wrong])
+    return wrong[np.argsort(-confidence, kind="stable")[:k]]
+
+
+def _check_plot_dir(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise EdgeDetectError(f"--plots {path}: is a file; give a folder (it is created if missing)")
+    parent = path if path.exists() else path.parent
+    if not parent.exists():
+        raise EdgeDetectError(f"--plots {path}: its parent folder {parent} does not exist; create it first")
+    if not os.access(parent, os.W_OK):
+        raise EdgeDetectError(f"--plots {path}: folder {parent} is not writable")
+
+
+def _save(fig, path: Path) -> Path:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def write_plots(result: Evaluation, folder: str | os.PathLike) -> list[Path]:
+    """Write ``roc.png``, ``confusion_matrix.png`` and ``worst_mistakes.png`` into ``folder`` (atomically each)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from edgedetect.metrics import roc_curve
+
+    folder = Path(folder)
+    folder.mkdir(exist_ok=True)
+    r = result.report
+    t = r["threshold"]
+    title = f"{Path(r['model']).name} on {Path(r['data']).name} [{r['split']}], n={r['n']}"
+    written = []
+
+    fig = Figure(figsize=(5.2, 5.2), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    if r["roc_auc"] is not None:
+        fpr, tpr, _ = roc_curve(result.y, result.p_fake)
+        ax.plot(fpr, tpr, lw=2, label=f"ROC, AUC = {r['roc_auc']:.4f}")
+        (tn, fp), (fn, tp) = r["confusion_matrix"]
+        ax.plot(fp / (fp + tn), tp / (tp + fn), "o", color="#c62828", label=f"threshold {t:.3g}")
+    else:
+        ax.text(0.5, 0.5, "only one class present:\nno ROC curve", ha="center", va="center")
+    ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (REAL called FAKE)",
+           ylabel="true positive rate (FAKE caught)", title=title)
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    written.append(_save(fig, folder / PLOT_FILES["roc"]))
+
+    fig = Figure(figsize=(4.8, 4.3), dpi=110)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    cm = np.asarray(r["confusion_matrix"])
+    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, f"{cm[i, j]}\n{rows[i, j]:.1%}", ha="center", va="center", fontsize=12,
+                    color="white" if rows[i, j] > 0.5 else "black")
+    ax.set_xticks([0, 1], [f"predicted {LABELS[0]}", f"predicted {LABELS[1]}"])
+    ax.set_yticks([0, 1], [f"true {LABELS[0]}", f"true {LABELS[1]}"])
+    ax.set_title(f"{title}\nthreshold {t:.3g}: accuracy {r['accuracy']:.2%}, F1 {r['f1']:.4f}", fontsize=9)
+    fig.tight_layout()
+    written.append(_save(fig, folder / PLOT_FILES["confusion_matrix"]))
+
+    written.append(_save(_mistakes_figure(result, title), folder / PLOT_FILES["mistakes"]))
+    return written
+
+
+def _mistakes_figure(result: Evaluation, title: str):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    t = result.report["threshold"]
+    idx = worst_mistakes(result.y, result.p_fake, t)
+    n_wrong = int(((result.p_fake >= t) != (result.y == 1)).sum())
+    cols = max(1, min(4, len(idx)))
+    rows = max(1, math.ceil(len(idx) / cols))
+    fig = Figure(figsize=(max(cols * 2.4, 6.0), rows * 2.75 + 0.8), dpi=110)  # wide enough for the title
+    FigureCanvasAgg(fig)
+    what = (f"the {len(idx)} most confident of {n_wrong} mistakes" if n_wrong else "no mistakes")
+    fig.suptitle(f"{title}\n{what} at threshold {t:.3g}; pixels as the model saw them", fontsize=9)
+    if not len(idx):
+        ax = fig.add_subplot()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "every image classified correctly", ha="center", va="center", fontsize=12)
+    for k, i in enumerate(idx):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.imshow(result.x[i], interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_edgecolor("#c62828")
+            spine.set_linewidth(2.5)
+        ax.set_title(f"true {LABELS[result.y[i]]}, p_fake {result.p_fake[i]:.3f}", fontsize=9, pad=3)
+        name = Path(result.paths[i]).name
+        ax.text(0.5, -0.03, name if len(name) <= 26 else name[:11] + "…" + name[-13:], transform=ax.transAxes,
+                ha="center", va="top", fontsize=7, color="#444444")
+    fig.tight_layout()
+    return fig
