@@ -151,8 +151,12 @@ def _callbacks_class():
 
 def _save_model(model, path: Path) -> None:
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    except BaseException:  # Ctrl-C or a full disk: keep the previous checkpoint and leave no half-written file
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class _Progress:
@@ -263,11 +267,11 @@ def _setup_devices(cfg: TrainConfig, console) -> object | None:
     return None
 
 
-def train(cfg: TrainConfig, resume_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
+def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, progress: bool = True) -> Path:
     """Train ``cfg.arch`` on ``cfg.data``; returns the run directory.
 
     Args:
-        cfg: the settings (ignored except ``epochs`` when resuming: the run's own config.json is used).
+        cfg: the settings; None (or ignored) when resuming: the run's own config.json is used.
         resume_dir: a run directory to continue from its last.keras.
         progress: show the per-epoch progress bar.
 
@@ -281,10 +285,7 @@ def train(cfg: TrainConfig, resume_dir: str | os.PathLike | None = None, progres
         run_dir = Path(resume_dir)
         if not (run_dir / "last.keras").is_file() or not (run_dir / "state.json").is_file():
             raise EdgeDetectError(f"{run_dir}: nothing to resume (no last.keras/state.json); start a new run instead")
-        saved = json.loads((run_dir / "config.json").read_text())["config"]
-        epochs = cfg.epochs
-        cfg = TrainConfig(**saved)
-        cfg.epochs = max(epochs, cfg.epochs) if epochs else cfg.epochs
+        cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text())["config"])
         state = json.loads((run_dir / "state.json").read_text())
         history = json.loads((run_dir / "history.json").read_text())
     else:
@@ -345,6 +346,9 @@ def train(cfg: TrainConfig, resume_dir: str | os.PathLike | None = None, progres
     state["train_seconds"] = state.get("train_seconds", 0.0) + time.perf_counter() - t0
     atomic_write_text(run_dir / "state.json", json.dumps(state, indent=1))
 
+    if not (run_dir / "best.keras").is_file():  # val AUC was never a number (e.g. NaN losses)
+        raise EdgeDetectError(f"{run_dir}: no epoch produced a valid val AUC, so there is no best.keras; "
+                              "check the data and try a lower --lr")
     best = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
     metrics = _final_metrics(best, dataset, cfg)
     metrics.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], train_seconds=round(state["train_seconds"], 1),

@@ -12,17 +12,18 @@ from edgedetect.cli import app
 
 @app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def train(
-    arch: str = typer.Option(..., "--arch", help="Architecture: mobilenet_v3_small, mobilenet_v3_large, resnet50, cnn or cnn_wide."),
-    data: Path = typer.Option(..., "--data", help="Dataset folder or .tar.gz/.zip with REAL/FAKE class folders (optionally under train/val/test)."),
+    ctx: typer.Context,
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture: mobilenet_v3_small, mobilenet_v3_large, resnet50, cnn or cnn_wide."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder or .tar.gz/.zip with REAL/FAKE class folders (optionally under train/val/test)."),
     img_size: Optional[int] = typer.Option(None, "--img-size", min=16, help="Input side in pixels [default: the architecture's, 32]."),
-    epochs: int = typer.Option(30, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner)."),
+    epochs: int = typer.Option(30, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner); also sets the cosine schedule's length."),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     lr: float = typer.Option(2e-3, "--lr", min=0.0, help="Peak learning rate of the cosine schedule (AdamW)."),
     weights: str = typer.Option("none", "--weights", help="none (from scratch), imagenet (Keras download, needs internet) or a local backbone weights file."),
     trainable_layers: Optional[int] = typer.Option(None, "--trainable-layers", help="Train only the last N backbone layers (fine-tuning) [default: all]."),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Random horizontal flips and whole-pixel shifts (no interpolation)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder [default: runs/<arch>-<timestamp>]."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint, with the settings in its config.json (give no other options)."),
     seed: int = typer.Option(0, "--seed"),
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="float16 compute on a GPU."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of train carved (stratified) into val when the data has no val split."),
@@ -30,8 +31,20 @@ def train(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N training images (quick trials)."),
 ) -> None:
     """Train a detector; writes best.keras, history, metrics and curves to a run folder."""
+    from edgedetect.errors import EdgeDetectError
     from training.train import TrainConfig
     from training.train import train as run_training
+
+    if resume is not None:
+        given = [f"--{name.replace('_', '-')}" for name in ctx.params
+                 if name != "resume" and ctx.get_parameter_source(name).name != "DEFAULT"]
+        if given:
+            raise EdgeDetectError(f"--resume continues {resume} with the settings in its config.json; "
+                                  f"drop {', '.join(given)} (or start a new run without --resume)")
+        run_training(None, resume_dir=resume)
+        return
+    if arch is None or data is None:
+        raise EdgeDetectError("--arch and --data are required to start a run (or --resume RUN_DIR to continue one)")
 
     cfg = TrainConfig(
         arch=arch, data=str(data), img_size=img_size, epochs=epochs, batch_size=batch_size, lr=lr,
