@@ -33,6 +33,8 @@ import io
 import math
 import os
 import platform
+import signal
+import threading
 import time
 import traceback
 from collections import deque
@@ -328,18 +330,29 @@ class WorkerPool:
             import multiprocessing as mp
 
             ctx = mp.get_context("spawn")
-            for _ in range(workers):
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(target=_worker_main, args=(child, threads, batch_size), daemon=True)
-                proc.start()
-                child.close()
-                self._conns.append(parent)
-                self._procs.append(proc)
+            # Workers start with Ctrl-C ignored (inherited through exec): the parent reports the interruption and
+            # stops them, instead of every worker printing a KeyboardInterrupt traceback from wherever it was.
+            ignore = threading.current_thread() is threading.main_thread()
+            previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if ignore else None
+            try:
+                for _ in range(workers):
+                    parent, child = ctx.Pipe()
+                    proc = ctx.Process(target=_worker_main, args=(child, threads, batch_size), daemon=True)
+                    proc.start()
+                    child.close()
+                    self._conns.append(parent)
+                    self._procs.append(proc)
+            finally:
+                if ignore:
+                    signal.signal(signal.SIGINT, previous)
 
     def __enter__(self) -> "WorkerPool":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *_) -> None:
+        if exc_type is not None:  # interrupted or failed: the chunks the workers still hold are of no use
+            for proc in self._procs:
+                proc.terminate()
         self.close()
 
     def close(self) -> None:
@@ -727,10 +740,10 @@ def print_errors(doc: dict, console, limit: int = 50) -> None:
     errs = doc["errors"]
     if not errs:
         return
-    for e in errs[:limit]:
-        console.print(f"error: {escape(e['path'])}: {escape(e['error'])}", highlight=False)
+    for e in errs[:limit]:  # soft_wrap: one line per file, however narrow the console
+        console.print(f"error: {escape(e['path'])}: {escape(e['error'])}", highlight=False, soft_wrap=True)
     more = f" ({len(errs) - limit} more not shown; --json lists all)" if len(errs) > limit else ""
-    console.print(f"{len(errs)} file(s) could not be read and were left out{more}", highlight=False)
+    console.print(f"{len(errs)} file(s) could not be read and were left out{more}", highlight=False, soft_wrap=True)
 
 
 def write_csv(doc: dict, path: str | os.PathLike) -> None:

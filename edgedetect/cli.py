@@ -45,12 +45,25 @@ def _root(
 
 # Register the commands (each module adds its own to `app`).
 from edgedetect.commands import train  # noqa: E402,F401
+from edgedetect.commands import evaluate  # noqa: E402,F401
+from edgedetect.commands import convert  # noqa: E402,F401
+from edgedetect.commands import data  # noqa: E402,F401
+from edgedetect.commands import predict, info  # noqa: E402,F401
+from edgedetect.commands import bench  # noqa: E402,F401
 
 
 def main() -> None:
     """Entry point: runs the app; user mistakes print one line, Ctrl-C exits with 130."""
+    # A file name that is not valid UTF-8 (kept by Python as surrogates) must print, not crash a UTF-8 terminal.
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="backslashreplace")
     try:
-        app(standalone_mode=False)
+        # Without standalone mode click returns a `typer.Exit(code)` raised in a command instead of exiting.
+        code = app(standalone_mode=False)
+        if code == 130:  # typer turns Ctrl-C into a silent Exit(130)
+            typer.echo("interrupted", err=True)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except EdgeDetectError as e:
         typer.echo(f"error: {e}", err=True)
         sys.exit(1)
@@ -60,12 +73,15 @@ def main() -> None:
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:  # click's usage errors
-        import click
+        try:  # typer >= 0.2x vendors click as typer._click; `import click` may be absent or another copy
+            from typer._click.exceptions import ClickException
+        except ImportError:
+            from click.exceptions import ClickException
 
-        if isinstance(e, click.exceptions.ClickException):
+        if isinstance(e, ClickException):
             e.show()
             sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
+        if isinstance(e, typer.Abort):
             typer.echo("interrupted", err=True)
             sys.exit(130)
         raise

@@ -16,13 +16,15 @@ _THUMB = 256  # longest side of each shown image; the originals may be huge
 _COLORS = {"FAKE": "#c62828", "REAL": "#2e7d32"}
 
 
-def check_plot_path(path: Path) -> None:
-    """Raise EdgeDetectError before any work when ``path`` cannot be written as a picture."""
+def check_plot_path(path: Path, force: bool = False) -> None:
+    """Raise EdgeDetectError before any work when ``path`` cannot be written, or exists (without ``force``)."""
     if path.suffix.lower() not in PLOT_SUFFIXES:
         raise EdgeDetectError(f"--plot {path}: unsupported picture type {path.suffix or '(no suffix)'!r}; "
                               f"use one of {', '.join(PLOT_SUFFIXES)}, e.g. --plot results.png")
     if path.is_dir():
         raise EdgeDetectError(f"--plot {path}: is a folder; give a file name such as {path / 'results.png'}")
+    if path.exists() and not force:
+        raise EdgeDetectError(f"--plot {path}: already exists; pass --force to overwrite it or choose another name")
     parent = path.parent
     if not parent.is_dir():
         raise EdgeDetectError(f"--plot {path}: folder {parent} does not exist; create it first")
@@ -31,12 +33,13 @@ def check_plot_path(path: Path) -> None:
 
 
 def plot_predictions(results: list[dict], out: str | os.PathLike, title: str = "",
-                     max_images: int = MAX_PLOT_IMAGES) -> int:
+                     max_images: int = MAX_PLOT_IMAGES, force: bool = False) -> int:
     """Draw the classified images of ``results`` (dicts from :func:`edgedetect.predict.predict_files`) in a grid.
 
     Each image is titled with its label and the confidence in that label (red FAKE, green REAL) and its file
     name. At most ``max_images`` are drawn (the first ones); the figure title says when some were left out.
-    The picture is written atomically; its type follows the suffix of ``out``.
+    The picture is written atomically; its type follows the suffix of ``out``; an existing file is replaced only
+    with ``force``.
 
     Returns:
         The number of images drawn.
@@ -48,7 +51,7 @@ def plot_predictions(results: list[dict], out: str | os.PathLike, title: str = "
     from edgedetect.preprocess import open_image
 
     out = Path(out)
-    check_plot_path(out)
+    check_plot_path(out, force)
     shown = []
     for r in results:
         if r["label"] is None:
@@ -85,7 +88,8 @@ def plot_predictions(results: list[dict], out: str | os.PathLike, title: str = "
         confidence = r["p_fake"] if r["label"] == "FAKE" else 1.0 - r["p_fake"]
         small = max(arr.shape[:2]) <= 64  # show tiny images (CIFAKE is 32x32) as crisp pixels
         ax.imshow(arr, interpolation="nearest" if small else "antialiased")
-        name = Path(r["path"]).name
+        # A name that is not valid UTF-8 holds surrogates, which the font renderer rejects: show its bytes escaped.
+        name = os.fsencode(Path(r["path"]).name).decode("utf-8", "backslashreplace")
         if len(name) > 24:
             name = name[:10] + "…" + name[-12:]
         color = _COLORS[r["label"]]

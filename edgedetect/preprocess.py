@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from pathlib import Path
 from typing import Union
@@ -56,6 +57,10 @@ def _read_bytes(source: Source) -> bytes:
         return bytes(source)
     path = Path(source)
     try:
+        mode = path.stat().st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            # A pipe would block the read forever and a device (/dev/zero) never end it.
+            raise ImageError(f"{path}: not a regular file (a pipe, socket or device); pass image files")
         return path.read_bytes()
     except FileNotFoundError:
         problem = "broken symlink" if path.is_symlink() else "file not found"
@@ -138,6 +143,17 @@ def _decode_plain_jpeg(data: bytes) -> Image.Image | None:
         return None
 
 
+# Magic numbers, to tell a damaged image (e.g. a download cut short inside its header) from a file that is none.
+_SIGNATURES = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG\r\n\x1a\n", "PNG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+               (b"II*\0", "TIFF"), (b"MM\0*", "TIFF"))
+
+
+def _signature(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _SIGNATURES if data.startswith(magic)), None)
+
+
 def open_image(source: Source) -> Image.Image:
     """Decode ``source`` (a path or the file's bytes) into an upright 8-bit RGB Pillow image.
 
@@ -153,6 +169,9 @@ def open_image(source: Source) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow warns (without naming the file) about damaged metadata such as corrupt EXIF; the pixels
+            # decode, so the image is classified rather than the output cluttered.
+            warnings.simplefilter("ignore", UserWarning)
             img = Image.open(io.BytesIO(data))
             img.load()
             if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
@@ -161,10 +180,14 @@ def open_image(source: Source) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{_name(source)}: image too large, refused as a possible decompression bomb ({e})") from None
     except Image.UnidentifiedImageError:
+        kind = _signature(data)
+        if kind:
+            raise ImageError(f"{_name(source)}: starts like a {kind} file but its header is truncated or "
+                             "corrupt") from None
         raise ImageError(f"{_name(source)}: not an image file Pillow can read") from None
     except Exception as e:  # Pillow's decoders raise many kinds of errors on malformed data.
         detail = str(e) or type(e).__name__
-        if "truncated" in detail:
+        if "truncated" in detail.lower():
             detail = "truncated image data"
         raise ImageError(f"{_name(source)}: cannot decode image ({detail})") from None
 

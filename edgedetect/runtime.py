@@ -56,10 +56,11 @@ class Classifier:
         try:
             self._interp = Interpreter(model_path=str(path), num_threads=self.threads)
             self._interp.allocate_tensors()
+            # Inside the try: a damaged file can pass the flatbuffer check and hold names that are not UTF-8.
+            inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         except (ValueError, RuntimeError) as e:
             detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise EdgeDetectError(f"{path}: not a valid TFLite model ({detail})") from None
-        inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
             raise EdgeDetectError(f"{path}: not an edgedetect classifier: it has {len(inputs)} inputs and "
                                   f"{len(outputs)} outputs (expected 1 image input and 1 score output)")
@@ -69,7 +70,8 @@ class Classifier:
             raise EdgeDetectError(f"{path}: not an image classifier: input shape {list(shape)}, "
                                   "expected [batch, size, size, 3] (square RGB)")
         if int(np.prod(self._out["shape"][1:])) != 1:
-            raise EdgeDetectError(f"{path}: not a binary detector: output shape {list(self._out['shape'])}, "
+            shape_out = [int(d) for d in self._out["shape"]]
+            raise EdgeDetectError(f"{path}: not a binary detector: output shape {shape_out}, "
                                   "expected one score (p_fake) per image")
         self.input_size = shape[1]
         self.input_dtype = np.dtype(self._in["dtype"])

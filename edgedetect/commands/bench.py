@@ -14,12 +14,14 @@ from edgedetect.cli import app
 from edgedetect.errors import EdgeDetectError
 
 
-def _check_output(path: Path, option: str, suffixes: tuple[str, ...]) -> None:
+def _check_output(path: Path, option: str, suffixes: tuple[str, ...], force: bool) -> None:
     if path.suffix.lower() not in suffixes:
         raise EdgeDetectError(f"{option} {path}: unsupported file type {path.suffix or '(no suffix)'!r}; "
                               f"use one of {', '.join(suffixes)}")
     if path.is_dir():
         raise EdgeDetectError(f"{option} {path}: is a folder; give a file name inside it")
+    if path.exists() and not force:
+        raise EdgeDetectError(f"{option} {path}: already exists; pass --force to overwrite it or choose another name")
     if not path.parent.is_dir():
         raise EdgeDetectError(f"{option} {path}: folder {path.parent} does not exist; create it first")
     if not os.access(path.parent, os.W_OK):
@@ -52,6 +54,7 @@ def bench(
                                         help="Also draw latency vs accuracy (bubble = size) into this picture."),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, show_default=False,
                                           help="Processes for the throughput pass, one interpreter thread each \\[default: all cores]."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the --csv and --plot files if they exist."),
 ) -> None:
     """Benchmark models: size, batch-1 latency, end-to-end throughput, accuracy, drift vs fp32, robustness.
 
@@ -62,9 +65,9 @@ def bench(
     from edgedetect.bench import BenchConfig, plot_bench, print_errors, render, run_bench, write_csv
 
     if csv_out is not None:
-        _check_output(csv_out, "--csv", (".csv",))
+        _check_output(csv_out, "--csv", (".csv",), force)
     if plot is not None:
-        _check_output(plot, "--plot", (".png", ".jpg", ".jpeg", ".pdf", ".svg"))
+        _check_output(plot, "--plot", (".png", ".jpg", ".jpeg", ".pdf", ".svg"), force)
     cfg = BenchConfig(models=[str(m) for m in models or []], data=str(data) if data is not None else None,
                       reference=str(reference) if reference is not None else None, threads=threads, runs=runs,
                       warmup=warmup, limit=limit, perturb=perturb, workers=workers)

@@ -27,6 +27,7 @@ def predict(
                                         help="Also draw the images with label and confidence into this picture (.png), at most 64."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
                                           help="Interpreter threads \\[default: all cores]."),
+    force: bool = typer.Option(False, "--force", help="Overwrite the --plot file if it exists."),
 ) -> None:
     """Classify images as REAL or FAKE (AI-generated). Exit 0: all classified; 1: some failed; 2: usage error."""
     from edgedetect.plots import MAX_PLOT_IMAGES, check_plot_path
@@ -34,7 +35,7 @@ def predict(
     from edgedetect.runtime import Classifier
 
     if plot is not None:
-        check_plot_path(plot)  # fail before the work, not after it
+        check_plot_path(plot, force)  # fail before the work, not after it
     clf = Classifier(model if model is not None else default_model_path(), threads=threads)
     t = clf.threshold if threshold is None else threshold
     threshold_source = "model metadata" if threshold is None else "--threshold"
@@ -45,7 +46,8 @@ def predict(
     if plot is not None:
         from edgedetect.plots import plot_predictions
 
-        drawn = plot_predictions(results, plot, title=f"{clf.path.name} · threshold {t:g}", max_images=MAX_PLOT_IMAGES)
+        drawn = plot_predictions(results, plot, title=f"{clf.path.name} · threshold {t:g}", max_images=MAX_PLOT_IMAGES,
+                                 force=force)
 
     if json_out:
         doc = {"model": str(clf.path), "threshold": t, "results": results, **summary,
