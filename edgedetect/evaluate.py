@@ -23,7 +23,7 @@ import numpy as np
 
 from edgedetect import LABELS
 from edgedetect.errors import EdgeDetectError
-from edgedetect.files import atomic_write_bytes
+from edgedetect.files import atomic_write_bytes, check_writable
 
 THRESHOLD_METHODS = ("youden", "f1")
 _METHOD_NAMES = {"youden": "Youden's J (max TPR - FPR)", "f1": "best F1"}
@@ -44,6 +44,7 @@ class EvalConfig:
         threshold: a fixed threshold (None: the model's own, or 0.5).
         optimize_threshold: choose the threshold on the val split: "youden" or "f1" (None: don't).
         plots: folder for the ROC curve, confusion matrix and worst-mistakes pictures (None: no pictures).
+        force: replace pictures already in ``plots`` (without it, an existing one is an error before any work).
         limit: score at most this many images of each split used (a seeded random subset).
         val_fraction: share of train carved into val when the data has none. None: the training run's when the
             data is the model's own training data (so the carve is the same and no training image lands in
@@ -58,6 +59,7 @@ class EvalConfig:
     threshold: float | None = None
     optimize_threshold: str | None = None
     plots: str | None = None
+    force: bool = False
     limit: int | None = None
     val_fraction: float | None = None
     seed: int | None = None
@@ -187,7 +189,8 @@ def evaluate(cfg: EvalConfig, progress: bool = False) -> Evaluation:
     Returns:
         An :class:`Evaluation` whose ``report`` has accuracy, precision, recall, f1, balanced_accuracy, roc_auc,
         confusion_matrix (rows true REAL/FAKE, columns predicted), threshold, threshold_source, n, model,
-        data, split (and plots: the written files).
+        data, split (and plots: the written files; unreadable and errors ``[{"path", "error"}]``: the files of
+        the splits used that could not be read, so were left out).
 
     Raises:
         EdgeDetectError: missing/unsupported model, unusable data or split, conflicting threshold options.
@@ -206,7 +209,7 @@ def evaluate(cfg: EvalConfig, progress: bool = False) -> Evaluation:
         raise EdgeDetectError(_VAL_IS_EVALUATED)
     plots = Path(cfg.plots) if cfg.plots else None
     if plots is not None:
-        _check_plot_dir(plots)
+        _check_plot_dir(plots, cfg.force)
 
     scorer = _Scorer(Path(cfg.model), cfg.threads)
     val_fraction, seed = _carve(cfg, scorer.training)
@@ -227,14 +230,28 @@ def evaluate(cfg: EvalConfig, progress: bool = False) -> Evaluation:
               **binary_metrics(split.y, p_fake, threshold), "threshold_source": source}
     if len(split) < len(dataset.split(cfg.split)):
         report["limit"] = f"{len(split)} of {len(dataset.split(cfg.split))} images (seeded random subset)"
-    if dataset.unreadable:
-        report["unreadable"] = len(dataset.unreadable)
+    errors = _unreadable(dataset, cfg)
+    if errors:
+        report["unreadable"] = len(errors)
+        report["errors"] = errors
     result = Evaluation(report, split.x, np.asarray(split.y, int), p_fake, list(split.paths))
     report["worst_mistakes"] = [{"path": result.paths[i], "label": LABELS[result.y[i]], "p_fake": float(p_fake[i])}
                                 for i in worst_mistakes(result.y, p_fake, threshold)]
     if plots is not None:
-        report["plots"] = [str(p) for p in write_plots(result, plots)]
+        report["plots"] = [str(p) for p in write_plots(result, plots, cfg.force)]
     return result
+
+
+def _unreadable(dataset, cfg: EvalConfig) -> list[dict]:
+    """``[{"path", "error"}]`` for the unreadable files of the splits used: the evaluated one, and val if a
+    threshold is chosen on it (train too when val is carved from it, as those files might have been in val)."""
+    from edgedetect.data import NO_SPLIT, classify
+
+    used = {cfg.split}
+    if cfg.optimize_threshold is not None:
+        used |= {"val", "train"} if dataset.val_carved else {"val"}
+    return [{"path": path, "error": problem} for path, problem in dataset.unreadable
+            if (classify(path)[0] or NO_SPLIT) in used]
 
 
 def worst_mistakes(y: np.ndarray, p_fake: np.ndarray, threshold: float, k: int = MAX_MISTAKES) -> np.ndarray:
@@ -246,7 +263,7 @@ def worst_mistakes(y: np.ndarray, p_fake: np.ndarray, threshold: float, k: int =
     return wrong[np.argsort(-confidence, kind="stable")[:k]]
 
 
-def _check_plot_dir(path: Path) -> None:
+def _check_plot_dir(path: Path, force: bool = False) -> None:
     if path.exists() and not path.is_dir():
         raise EdgeDetectError(f"--plots {path}: is a file; give a folder (it is created if missing)")
     parent = path if path.exists() else path.parent
@@ -254,6 +271,9 @@ def _check_plot_dir(path: Path) -> None:
         raise EdgeDetectError(f"--plots {path}: its parent folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK):
         raise EdgeDetectError(f"--plots {path}: folder {parent} is not writable")
+    if path.is_dir():
+        for name in PLOT_FILES.values():
+            check_writable(path / name, force)
 
 
 def _save(fig, path: Path) -> Path:
@@ -263,14 +283,19 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def write_plots(result: Evaluation, folder: str | os.PathLike) -> list[Path]:
-    """Write ``roc.png``, ``confusion_matrix.png`` and ``worst_mistakes.png`` into ``folder`` (atomically each)."""
+def write_plots(result: Evaluation, folder: str | os.PathLike, force: bool = False) -> list[Path]:
+    """Write ``roc.png``, ``confusion_matrix.png`` and ``worst_mistakes.png`` into ``folder`` (atomically each).
+
+    Raises:
+        EdgeDetectError: ``folder`` cannot be written, or already holds one of them (without ``force``).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     from edgedetect.metrics import roc_curve
 
     folder = Path(folder)
+    _check_plot_dir(folder, force)
     folder.mkdir(exist_ok=True)
     r = result.report
     t = r["threshold"]
@@ -320,6 +345,8 @@ def _mistakes_figure(result: Evaluation, title: str):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    from edgedetect.plots import display_name
+
     t = result.report["threshold"]
     idx = worst_mistakes(result.y, result.p_fake, t)
     n_wrong = int(((result.p_fake >= t) != (result.y == 1)).sum())
@@ -342,7 +369,7 @@ def _mistakes_figure(result: Evaluation, title: str):
             spine.set_edgecolor("#c62828")
             spine.set_linewidth(2.5)
         ax.set_title(f"true {LABELS[result.y[i]]}, p_fake {result.p_fake[i]:.3f}", fontsize=9, pad=3)
-        name = Path(result.paths[i]).name
+        name = display_name(result.paths[i])
         ax.text(0.5, -0.03, name if len(name) <= 26 else name[:11] + "…" + name[-13:], transform=ax.transAxes,
                 ha="center", va="top", fontsize=7, color="#444444")
     fig.tight_layout()

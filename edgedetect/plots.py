@@ -32,6 +32,12 @@ def check_plot_path(path: Path, force: bool = False) -> None:
         raise EdgeDetectError(f"--plot {path}: folder {parent} is not writable")
 
 
+def display_name(path: str | os.PathLike) -> str:
+    """The file name of ``path`` as text to draw: a name that is not valid UTF-8 holds surrogates, which the font
+    renderer rejects, so its undecodable bytes are shown escaped (``caf\\xe9.jpg``)."""
+    return os.fsencode(Path(path).name).decode("utf-8", "backslashreplace")
+
+
 def plot_predictions(results: list[dict], out: str | os.PathLike, title: str = "",
                      max_images: int = MAX_PLOT_IMAGES, force: bool = False) -> int:
     """Draw the classified images of ``results`` (dicts from :func:`edgedetect.predict.predict_files`) in a grid.
@@ -88,8 +94,7 @@ def plot_predictions(results: list[dict], out: str | os.PathLike, title: str = "
         confidence = r["p_fake"] if r["label"] == "FAKE" else 1.0 - r["p_fake"]
         small = max(arr.shape[:2]) <= 64  # show tiny images (CIFAKE is 32x32) as crisp pixels
         ax.imshow(arr, interpolation="nearest" if small else "antialiased")
-        # A name that is not valid UTF-8 holds surrogates, which the font renderer rejects: show its bytes escaped.
-        name = os.fsencode(Path(r["path"]).name).decode("utf-8", "backslashreplace")
+        name = display_name(r["path"])
         if len(name) > 24:
             name = name[:10] + "…" + name[-12:]
         color = _COLORS[r["label"]]

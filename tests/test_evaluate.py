@@ -208,6 +208,23 @@ def test_plots_are_written_and_mistakes_listed(monkeypatch, capsys, tiny_tflite,
     assert code == 1 and "is a file; give a folder" in err
 
 
+def test_existing_plots_are_replaced_only_with_force(monkeypatch, capsys, tiny_tflite, data, tmp_path):
+    plots = tmp_path / "plots"
+    plots.mkdir()
+    (plots / "confusion_matrix.png").write_bytes(b"mine")
+    code, out, err = run_cli(monkeypatch, capsys, tiny_tflite["fp32"], "--data", data, "--plots", plots)
+    assert code == 1 and out == ""  # refused before any work: nothing scored or printed
+    assert err == f"error: {plots / 'confusion_matrix.png'} already exists; pass --force to overwrite it or choose " \
+                  "another output path\n"
+    assert sorted(p.name for p in plots.iterdir()) == ["confusion_matrix.png"]
+    assert (plots / "confusion_matrix.png").read_bytes() == b"mine"
+
+    doc = evaluate_json(monkeypatch, capsys, tiny_tflite["fp32"], "--data", data, "--plots", plots, "--force")
+    assert len(doc["plots"]) == 3
+    with Image.open(plots / "confusion_matrix.png") as img:
+        assert img.format == "PNG"
+
+
 # Any import of tensorflow/keras raises ImportError, as in a runtime-only install.
 BLOCKER = """
 import sys

@@ -357,8 +357,6 @@ def test_evaluate_scores_the_readable_images_of_a_split_with_bad_files(datasets,
     assert report["n"] == 12 and sum(map(sum, report["confusion_matrix"])) == 12
 
 
-@pytest.mark.xfail(strict=True, reason="edgedetect evaluate counts unreadable files (JSON 'unreadable': 5, "
-                                       "'5 unreadable images skipped') but names none of them and exits 0")
 def test_evaluate_lists_the_bad_files_and_exits_1(datasets, tiny_tflite):
     data = datasets["with_bad_files"]
     runs = cli_many({"json": ["evaluate", tiny_tflite["fp32"], "--data", data, "--json"],
@@ -369,8 +367,6 @@ def test_evaluate_lists_the_bad_files_and_exits_1(datasets, tiny_tflite):
     assert all(name in runs["json"].stdout and name in shown for name in BAD_IN_DATASET)
 
 
-@pytest.mark.xfail(strict=True, reason="edgedetect/evaluate.py draws the worst mistakes' file names as they are; "
-                                       "matplotlib rejects the surrogates of a non-UTF-8 name (TypeError traceback)")
 def test_evaluate_plots_a_mistake_with_a_non_utf8_file_name(tiny_tflite, tmp_path):
     data = write_image_folder(tmp_path / "data", n_per_class=2, split="test")
     try:

@@ -42,19 +42,30 @@ def evaluate(
                                         help="Score at most N images of each split used (a seeded random subset)."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
                                           help="Interpreter threads for a .tflite \\[default: all cores]."),
+    force: bool = typer.Option(False, "--force", help="Overwrite plots already in the --plots folder."),
 ) -> None:
-    """Score a .keras or .tflite model on a labelled split: accuracy, precision, recall, F1, ROC-AUC, confusion matrix."""
+    """Score a .keras or .tflite model on a labelled split: accuracy, precision, recall, F1, ROC-AUC, confusion matrix.
+
+    Exit 0: every image scored; 1: some files could not be read (listed on stderr; the rest are scored).
+    """
     from edgedetect.evaluate import EvalConfig
     from edgedetect.evaluate import evaluate as run_evaluation
 
     cfg = EvalConfig(model=str(model), data=str(data), split=split.value, threshold=threshold,
                      optimize_threshold=optimize_threshold.value if optimize_threshold else None,
-                     plots=str(plots) if plots else None, limit=limit, threads=threads)
+                     plots=str(plots) if plots else None, force=force, limit=limit, threads=threads)
     report = run_evaluation(cfg, progress=not json_out and sys.stderr.isatty()).report
     if json_out:
         sys.stdout.write(json.dumps(report, indent=1) + "\n")
     else:
         _print_human(report)
+    if report.get("errors"):
+        from rich.console import Console
+
+        from edgedetect.bench import print_errors
+
+        print_errors(report, Console(stderr=True, highlight=False))
+        raise typer.Exit(1)
 
 
 def _print_human(r: dict) -> None:
@@ -87,7 +98,5 @@ def _print_human(r: dict) -> None:
         total = max(sum(row), 1)
         cm.add_row(f"true {label}", *(f"{v} ({v / total:.1%})" for v in row))
     console.print(cm)
-    if r.get("unreadable"):
-        console.print(f"[yellow]{r['unreadable']} unreadable images skipped[/]")
     for path in r.get("plots", []):
         console.print(f"plot: {escape(path)}", highlight=False)
