@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shlex
 import time
 from pathlib import Path
 
-from edgedetect.evaluate import EvalConfig, evaluate
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from edgedetect.evaluate import EvalConfig, evaluate  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_TEST = HERE.parent.parent / "shared" / "data" / "cifake-test.tar.gz"
@@ -32,8 +35,9 @@ def run_row(run_dir: Path, test_data: Path) -> dict:
         "run": run_dir.name,
         "arch": cfg["arch"],
         "img_size": cfg["img_size"],
-        "epochs": f"{metrics['best_epoch']}/{metrics['epochs_run']} of {cfg['epochs']}",
-        "train_minutes": round(metrics["train_seconds"] / 60, 1),
+        # an ensemble (edgedetect ensemble) has no epochs of its own: its members' rows have them
+        "epochs": f"{metrics['best_epoch']}/{metrics['epochs_run']} of {cfg['epochs']}" if "best_epoch" in metrics else "-",
+        "train_minutes": round(metrics["train_seconds"] / 60, 1) if "train_seconds" in metrics else "-",
         "params": metrics["params"],
         "val": {k: metrics["val"][k] for k in ("accuracy", "f1", "roc_auc")},
         "test": {k: test[k] for k in ("accuracy", "f1", "roc_auc", "threshold", "n")},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -53,3 +54,20 @@ def train(
         patience=patience, limit=limit,
     )
     run_training(cfg, resume_dir=resume)
+
+
+@app.command(rich_help_panel="Training (needs the \\[train] extra)")
+def ensemble(
+    runs: list[Path] = typer.Argument(..., help="Two or more training run folders (same data, input size and val carve)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the ensemble (best.keras, config.json, metrics.json)."),
+    force: bool = typer.Option(False, "--force", help="Replace an ensemble already in --out."),
+) -> None:
+    """Average several trained models' p_fake in one graph; convert it like a training run."""
+    from training.ensemble import make_ensemble
+
+    out_dir = make_ensemble([str(r) for r in runs], str(out), force=force)
+    metrics = json.loads((out_dir / "metrics.json").read_text())
+    val = metrics["val"]
+    typer.echo(f"wrote {out_dir / 'best.keras'}: val accuracy {val['accuracy']:.4f}  F1 {val['f1']:.4f}  "
+               f"AUC {val['roc_auc']:.4f} (threshold {metrics['threshold']:.3f}, {metrics['threshold_method']})")
+    typer.echo(f"next: edgedetect convert {out_dir / 'best.keras'} --quant int8")

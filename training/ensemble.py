@@ -1,0 +1,89 @@
+"""Average the p_fake of several trained models in one graph, so an ensemble converts and ships as one file.
+
+Members must take the same input size and come from runs on the same data with the same val carve
+(``val_fraction`` and ``seed``), so the ensemble's threshold is chosen on images none of them trained on.
+The output folder looks like a training run (best.keras, config.json, metrics.json), so ``edgedetect convert``
+and ``evaluate`` treat it like one.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from edgedetect.errors import EdgeDetectError
+from edgedetect.files import atomic_write_text
+
+
+def _run_of(path: Path) -> Path:
+    run = path if path.is_dir() else path.parent
+    for name in ("best.keras", "config.json"):
+        if not (run / name).is_file():
+            raise EdgeDetectError(f"{path}: not a training run (no {name} in {run}); name run folders made by `edgedetect train`")
+    return run
+
+
+def build_ensemble(members: list, name: str = "ensemble"):
+    """A Keras model whose output is the mean of the members' p_fake (each member keeps its own in-graph preprocessing)."""
+    import keras
+
+    shapes = {tuple(m.input_shape[1:]) for m in members}
+    if len(shapes) != 1:
+        raise EdgeDetectError(f"ensemble members take different inputs {sorted(shapes)}; they must share one input size")
+    inputs = keras.Input(shapes.pop(), name="image")
+    outputs = [keras.Model(m.inputs, m.output, name=f"member{i}_{m.name}")(inputs) for i, m in enumerate(members)]
+    p_fake = keras.layers.Average(name="p_fake")(outputs)
+    return keras.Model(inputs, p_fake, name=name)
+
+
+def make_ensemble(runs: list[str], out: str, force: bool = False) -> Path:
+    """Write an ensemble of the ``best.keras`` of each run in ``runs`` to the run-like folder ``out``.
+
+    Raises:
+        EdgeDetectError: fewer than two runs, runs on different data or val carves, or an existing ``out``.
+    """
+    import keras
+
+    from edgedetect.data import load_dataset
+    from training.model_spec import get_spec
+    from training.train import _final_metrics, _point_latest, _versions
+
+    if len(runs) < 2:
+        raise EdgeDetectError(f"an ensemble needs two or more runs; received {len(runs)}")
+    run_dirs = [_run_of(Path(r)) for r in runs]
+    configs = [json.loads((r / "config.json").read_text())["config"] for r in run_dirs]
+    carve = {(c["data"], c["img_size"], c["val_fraction"], c["seed"]) for c in configs}
+    if len(carve) != 1:
+        raise EdgeDetectError("the runs differ in data, input size, --val-fraction or --seed "
+                              f"({sorted(carve)}); their val splits would overlap other members' training data")
+    out_dir = Path(out)
+    if (out_dir / "best.keras").exists() and not force:
+        raise EdgeDetectError(f"{out_dir} already holds a model; pass --force to replace it or choose another --out")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    members = [keras.saving.load_model(r / "best.keras", safe_mode=True) for r in run_dirs]
+    archs = [c["arch"] for c in configs]
+    model = build_ensemble(members, name="ensemble_" + "_".join(archs))
+    tmp = out_dir / ".best.tmp.keras"
+    model.save(tmp)
+    tmp.replace(out_dir / "best.keras")
+
+    base = configs[0]
+    dataset = load_dataset(base["data"], base["img_size"], val_fraction=base["val_fraction"], seed=base["seed"])
+    metrics = _final_metrics(model, dataset, None)
+    metrics.update(params=int(model.count_params()), members=[str(r) for r in run_dirs])
+    in_graph = " | ".join(f"{a}: {get_spec(a).preprocessing}" for a in archs)
+    config = {
+        "config": {"arch": "ensemble(" + "+".join(archs) + ")", "data": base["data"], "img_size": base["img_size"],
+                   "val_fraction": base["val_fraction"], "seed": base["seed"], "members": [str(r) for r in run_dirs]},
+        "preprocessing": f"mean of the members' p_fake; each member normalises inside its graph ({in_graph})",
+        "dataset": dataset.describe(),
+        "params": int(model.count_params()),
+        "versions": _versions(),
+        "command": sys.argv,
+    }
+    atomic_write_text(out_dir / "config.json", json.dumps(config, indent=1))
+    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1))
+    _point_latest(out_dir)
+    return out_dir
