@@ -9,15 +9,26 @@ from pathlib import Path
 from edgedetect.errors import EdgeDetectError
 
 
-def check_writable(path: Path, force: bool = False) -> None:
-    """Raise EdgeDetectError when ``path`` exists (without ``force``) or its folder is missing or read-only."""
+def check_writable(path: Path, force: bool = False, option: str | None = None,
+                   suffixes: tuple[str, ...] | None = None) -> None:
+    """Raise EdgeDetectError, before any work, when ``path`` cannot be written as an output file.
+
+    That is: a suffix not in ``suffixes`` (when given), a folder, an existing file (without ``force``), or a
+    missing or read-only parent folder. ``option`` (e.g. ``--plot``) is named in the message.
+    """
+    label = f"{option} {path}" if option else str(path)
+    if suffixes and path.suffix.lower() not in suffixes:
+        raise EdgeDetectError(f"{label}: unsupported file type {path.suffix or '(no suffix)'!r}; "
+                              f"use one of {', '.join(suffixes)}")
+    if path.is_dir():
+        raise EdgeDetectError(f"{label}: is a folder; give a file name inside it")
     if path.exists() and not force:
-        raise EdgeDetectError(f"{path} already exists; pass --force to overwrite it or choose another output path")
+        raise EdgeDetectError(f"{label} already exists; pass --force to overwrite it or choose another output path")
     parent = path.parent
     if not parent.is_dir():
-        raise EdgeDetectError(f"{path}: output folder {parent} does not exist; create it first")
+        raise EdgeDetectError(f"{label}: output folder {parent} does not exist; create it first")
     if not os.access(parent, os.W_OK):
-        raise EdgeDetectError(f"{path}: output folder {parent} is not writable")
+        raise EdgeDetectError(f"{label}: output folder {parent} is not writable")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

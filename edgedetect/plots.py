@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from edgedetect.errors import EdgeDetectError
-from edgedetect.files import atomic_write_bytes
+from edgedetect.files import atomic_write_bytes, check_writable
 
 MAX_PLOT_IMAGES = 64
 PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
@@ -18,18 +18,7 @@ _COLORS = {"FAKE": "#c62828", "REAL": "#2e7d32"}
 
 def check_plot_path(path: Path, force: bool = False) -> None:
     """Raise EdgeDetectError before any work when ``path`` cannot be written, or exists (without ``force``)."""
-    if path.suffix.lower() not in PLOT_SUFFIXES:
-        raise EdgeDetectError(f"--plot {path}: unsupported picture type {path.suffix or '(no suffix)'!r}; "
-                              f"use one of {', '.join(PLOT_SUFFIXES)}, e.g. --plot results.png")
-    if path.is_dir():
-        raise EdgeDetectError(f"--plot {path}: is a folder; give a file name such as {path / 'results.png'}")
-    if path.exists() and not force:
-        raise EdgeDetectError(f"--plot {path}: already exists; pass --force to overwrite it or choose another name")
-    parent = path.parent
-    if not parent.is_dir():
-        raise EdgeDetectError(f"--plot {path}: folder {parent} does not exist; create it first")
-    if not os.access(parent, os.W_OK):
-        raise EdgeDetectError(f"--plot {path}: folder {parent} is not writable")
+    check_writable(path, force, option="--plot", suffixes=PLOT_SUFFIXES)
 
 
 def display_name(path: str | os.PathLike) -> str:

@@ -7,6 +7,7 @@ so a tiny CNN learns it in a few steps and the tests can check real properties (
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,30 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 CIFAKE_TRAIN = SHARED_DATA / "cifake-train.tar.gz"
 CIFAKE_TEST = SHARED_DATA / "cifake-test.tar.gz"
 TINY_SIZE = 16
+
+
+# Prepended to a script (or written as sitecustomize.py) it makes any import of TensorFlow or Keras raise
+# ImportError, as in a runtime-only install.
+TF_BLOCKER = """
+import sys
+class Blocker:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("tensorflow", "tf_keras", "keras", "tensorflow_cpu"):
+            raise ImportError(f"No module named {name!r} (blocked by the test)")
+sys.meta_path.insert(0, Blocker())
+"""
+
+
+def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
+    """Run ``edgedetect ARGS`` in-process through ``cli.main``; returns (exit code, stdout, stderr)."""
+    from edgedetect.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["edgedetect", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+        raise SystemExit(0)
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
 
 
 def needs_shared_data():

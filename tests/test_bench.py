@@ -13,23 +13,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CIFAKE_TEST, REPO, TINY_SIZE, needs_shared_data, write_image_folder
+from conftest import CIFAKE_TEST, REPO, TF_BLOCKER, TINY_SIZE, needs_shared_data, write_image_folder
 from edgedetect import bench
 from edgedetect.bench import (BenchConfig, family_reference, load_image_set, load_perturbed, parse_perturbations,
                               run_bench)
 from edgedetect.errors import EdgeDetectError
 from edgedetect.preprocess import _decode_plain_jpeg, load_image
-
-# Any import of tensorflow/keras raises ImportError, as in a runtime-only install. As sitecustomize it also
-# applies to the worker processes bench spawns.
-BLOCKER = """
-import sys
-class Blocker:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "tf_keras", "keras", "tensorflow_cpu"):
-            raise ImportError(f"No module named {name!r} (blocked by the test)")
-sys.meta_path.insert(0, Blocker())
-"""
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +128,7 @@ def test_cli_without_tensorflow_with_workers_bad_file_csv_and_plot(tiny_tflite, 
     (data / "REAL" / "broken.jpg").write_bytes(b"not a jpeg at all")
     site = tmp_path / "site"
     site.mkdir()
-    (site / "sitecustomize.py").write_text(BLOCKER)
+    (site / "sitecustomize.py").write_text(TF_BLOCKER)  # as sitecustomize it also blocks the spawned workers
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
 
     def run(*args):

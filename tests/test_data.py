@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CIFAKE_TEST, CIFAKE_TRAIN, needs_shared_data, synthetic_images, write_image_folder
+from conftest import CIFAKE_TEST, CIFAKE_TRAIN, needs_shared_data, run_cli, synthetic_images, write_image_folder
 from edgedetect import data as data_mod
 from edgedetect.data import (
     ImageFiles,
@@ -387,17 +387,6 @@ def test_inspect_reports_layout_problems_instead_of_failing(tmp_path):
     write_class(tmp_path, "REAL", 0, n=1)
     r = inspect_dataset(tmp_path, progress=False)
     assert len(r["layout_problems"]) == 1 and "images both inside split folders" in r["layout_problems"][0]
-
-
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    from edgedetect.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["edgedetect", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 def test_inspect_cli_json(tmp_path, monkeypatch, capsys):

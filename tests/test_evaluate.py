@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, TINY_SIZE, write_image_folder
+import conftest
+from conftest import REPO, TF_BLOCKER, TINY_SIZE, write_image_folder
 from edgedetect.data import load_dataset
 from edgedetect.evaluate import EvalConfig, evaluate, worst_mistakes
 from edgedetect.metrics import binary_metrics, optimal_threshold
@@ -37,14 +38,7 @@ def test_only(tmp_path_factory):
 
 
 def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    from edgedetect.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["edgedetect", "evaluate", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
+    return conftest.run_cli(monkeypatch, capsys, "evaluate", *args)
 
 
 def evaluate_json(monkeypatch, capsys, *args) -> dict:
@@ -225,19 +219,8 @@ def test_existing_plots_are_replaced_only_with_force(monkeypatch, capsys, tiny_t
         assert img.format == "PNG"
 
 
-# Any import of tensorflow/keras raises ImportError, as in a runtime-only install.
-BLOCKER = """
-import sys
-class Blocker:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
-            raise ImportError(f"No module named {name!r} (blocked by the test)")
-sys.meta_path.insert(0, Blocker())
-"""
-
-
 def test_tflite_evaluation_never_imports_tensorflow(tiny_tflite, tiny_keras_model, data, tmp_path):
-    script = BLOCKER + (
+    script = TF_BLOCKER + (
         "import json, sys\n"
         "from edgedetect.cli import main\n"
         "sys.argv = ['edgedetect', 'evaluate', *json.loads(sys.argv[1])]\n"
@@ -251,7 +234,7 @@ def test_tflite_evaluation_never_imports_tensorflow(tiny_tflite, tiny_keras_mode
         return subprocess.run([sys.executable, "-c", script, json.dumps([str(a) for a in args])],
                               capture_output=True, text=True, cwd=REPO, timeout=120)
 
-    assert "blocked by the test" in subprocess.run([sys.executable, "-c", BLOCKER + "import tensorflow"],
+    assert "blocked by the test" in subprocess.run([sys.executable, "-c", TF_BLOCKER + "import tensorflow"],
                                                    capture_output=True, text=True).stderr
     proc = run(tiny_tflite["int8"], "--data", data, "--json", "--plots", tmp_path / "plots", "--optimize-threshold", "f1")
     assert proc.returncode == 0, proc.stderr

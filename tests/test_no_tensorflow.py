@@ -4,17 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO, write_image_folder
-
-# Simulates a runtime-only venv: any import of tensorflow/keras raises ImportError, as if not installed.
-BLOCKER = """
-import sys
-class Blocker:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "tf_keras", "keras", "tensorflow_cpu"):
-            raise ImportError(f"No module named {name!r} (blocked by the test)")
-sys.meta_path.insert(0, Blocker())
-"""
+from conftest import REPO, TF_BLOCKER, write_image_folder
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -35,7 +25,7 @@ def test_runtime_modules_do_not_import_tensorflow():
 
 def test_predict_and_info_work_when_tensorflow_cannot_be_imported(tiny_tflite, tmp_path):
     folder = write_image_folder(tmp_path / "imgs", n_per_class=3)
-    script = BLOCKER + (
+    script = TF_BLOCKER + (
         "import json, sys\n"
         "from edgedetect.cli import main\n"
         "sys.argv = ['edgedetect', *json.loads(sys.argv[1])]\n"
@@ -49,7 +39,7 @@ def test_predict_and_info_work_when_tensorflow_cannot_be_imported(tiny_tflite, t
         return subprocess.run([sys.executable, "-c", script, json.dumps([str(a) for a in args])],
                               capture_output=True, text=True, cwd=REPO, timeout=120)
 
-    blocked = run_python(BLOCKER + "import tensorflow")
+    blocked = run_python(TF_BLOCKER + "import tensorflow")
     assert "blocked by the test" in blocked.stderr  # the blocker does block
 
     proc = run("predict", folder, "--model", tiny_tflite["int8"], "--json")

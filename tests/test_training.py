@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import synthetic_images, write_image_folder
+from conftest import run_cli, synthetic_images, write_image_folder
 from edgedetect.errors import EdgeDetectError
 
 keras = pytest.importorskip("keras")
@@ -141,17 +141,6 @@ def folder(tmp_path_factory):
     write_image_folder(root, n_per_class=16, size=SIZE, split="train", seed=10)
     write_image_folder(root, n_per_class=8, size=SIZE, split="test", seed=11)
     return root
-
-
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    from edgedetect.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["edgedetect", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -11,21 +10,7 @@ from typing import List, Optional
 import typer
 
 from edgedetect.cli import app
-from edgedetect.errors import EdgeDetectError
-
-
-def _check_output(path: Path, option: str, suffixes: tuple[str, ...], force: bool) -> None:
-    if path.suffix.lower() not in suffixes:
-        raise EdgeDetectError(f"{option} {path}: unsupported file type {path.suffix or '(no suffix)'!r}; "
-                              f"use one of {', '.join(suffixes)}")
-    if path.is_dir():
-        raise EdgeDetectError(f"{option} {path}: is a folder; give a file name inside it")
-    if path.exists() and not force:
-        raise EdgeDetectError(f"{option} {path}: already exists; pass --force to overwrite it or choose another name")
-    if not path.parent.is_dir():
-        raise EdgeDetectError(f"{option} {path}: folder {path.parent} does not exist; create it first")
-    if not os.access(path.parent, os.W_OK):
-        raise EdgeDetectError(f"{option} {path}: folder {path.parent} is not writable")
+from edgedetect.files import check_writable
 
 
 @app.command(rich_help_panel="Runtime (interpreter only)")
@@ -65,9 +50,9 @@ def bench(
     from edgedetect.bench import BenchConfig, plot_bench, print_errors, render, run_bench, write_csv
 
     if csv_out is not None:
-        _check_output(csv_out, "--csv", (".csv",), force)
+        check_writable(csv_out, force, option="--csv", suffixes=(".csv",))
     if plot is not None:
-        _check_output(plot, "--plot", (".png", ".jpg", ".jpeg", ".pdf", ".svg"), force)
+        check_writable(plot, force, option="--plot", suffixes=(".png", ".jpg", ".jpeg", ".pdf", ".svg"))
     cfg = BenchConfig(models=[str(m) for m in models or []], data=str(data) if data is not None else None,
                       reference=str(reference) if reference is not None else None, threads=threads, runs=runs,
                       warmup=warmup, limit=limit, perturb=perturb, workers=workers)
