@@ -6,7 +6,9 @@ so a tiny CNN learns it in a few steps and the tests can check real properties (
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +35,24 @@ class Blocker:
             raise ImportError(f"No module named {name!r} (blocked by the test)")
 sys.meta_path.insert(0, Blocker())
 """
+
+
+def run_cli_without_tf(*args) -> subprocess.CompletedProcess:
+    """Run ``edgedetect ARGS`` in a subprocess where importing TensorFlow or Keras fails (a runtime-only install).
+
+    The subprocess also fails if, after the command, any tensorflow or keras module was imported.
+    """
+    script = TF_BLOCKER + (
+        "import json, sys\n"
+        "from edgedetect.cli import main\n"
+        "sys.argv = ['edgedetect', *json.loads(sys.argv[1])]\n"
+        "try:\n"
+        "    main()\n"
+        "finally:\n"
+        "    assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
+    )
+    return subprocess.run([sys.executable, "-c", script, json.dumps([str(a) for a in args])],
+                          capture_output=True, text=True, cwd=REPO, timeout=120)
 
 
 def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import conftest
-from conftest import REPO, TF_BLOCKER, TINY_SIZE, write_image_folder
+from conftest import REPO, TF_BLOCKER, TINY_SIZE, run_cli_without_tf, write_image_folder
 from edgedetect.data import load_dataset
 from edgedetect.evaluate import EvalConfig, evaluate, worst_mistakes
 from edgedetect.metrics import binary_metrics, optimal_threshold
@@ -220,19 +220,8 @@ def test_existing_plots_are_replaced_only_with_force(monkeypatch, capsys, tiny_t
 
 
 def test_tflite_evaluation_never_imports_tensorflow(tiny_tflite, tiny_keras_model, data, tmp_path):
-    script = TF_BLOCKER + (
-        "import json, sys\n"
-        "from edgedetect.cli import main\n"
-        "sys.argv = ['edgedetect', 'evaluate', *json.loads(sys.argv[1])]\n"
-        "try:\n"
-        "    main()\n"
-        "finally:\n"
-        "    assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
-    )
-
     def run(*args):
-        return subprocess.run([sys.executable, "-c", script, json.dumps([str(a) for a in args])],
-                              capture_output=True, text=True, cwd=REPO, timeout=120)
+        return run_cli_without_tf("evaluate", *args)
 
     assert "blocked by the test" in subprocess.run([sys.executable, "-c", TF_BLOCKER + "import tensorflow"],
                                                    capture_output=True, text=True).stderr
