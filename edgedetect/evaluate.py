@@ -77,7 +77,7 @@ class Evaluation:
     paths: list[str]
 
 
-class _Scorer:
+class Scorer:
     """A loaded model: ``predict(uint8 NHWC) -> p_fake``, its input size and its own threshold (if any)."""
 
     def __init__(self, model: Path, threads: int | None):
@@ -211,7 +211,7 @@ def evaluate(cfg: EvalConfig, progress: bool = False) -> Evaluation:
     if plots is not None:
         _check_plot_dir(plots, cfg.force)
 
-    scorer = _Scorer(Path(cfg.model), cfg.threads)
+    scorer = Scorer(Path(cfg.model), cfg.threads)
     val_fraction, seed = _carve(cfg, scorer.training)
     dataset = load_dataset(cfg.data, scorer.input_size, val_fraction=val_fraction, seed=seed, progress=progress)
     split = _subset(dataset.split(cfg.split), cfg.limit)

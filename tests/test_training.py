@@ -248,3 +248,70 @@ def test_resumed_run_lands_on_the_uninterrupted_weights(cli_run, folder, tmp_pat
     np.testing.assert_allclose(history["loss"], expected["loss"], atol=1e-6)
     # And the run moved: the second epoch's weights differ from the first's (it is not comparing two no-ops).
     assert history["loss"][0] != history["loss"][1]
+
+
+# ------------------------------------------------------------------------------------------- distillation
+
+
+def test_distillation_targets_mix_label_and_teacher_and_keep_the_label_recoverable():
+    y = np.array([0, 0, 0, 1, 1, 1, 0, 1], np.float32)
+    p = np.array([0.0, 1.0, 0.3, 0.0, 1.0, 0.8, 0.5, 0.5])  # saturated and undecided teachers included
+    t = train_module.distillation_targets(y, p)
+    assert t.dtype == np.float32
+    np.testing.assert_array_equal(t > 0.5, y == 1)  # the metrics read the label back this way
+    np.testing.assert_allclose(t[[2, 5, 6, 7]], [0.15, 0.9, 0.25, 0.75], atol=1e-6)
+    assert train_module.TEACHER_WEIGHT == 0.5
+
+
+def test_label_metrics_score_soft_targets_against_their_labels():
+    from edgedetect.metrics import binary_metrics
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400).astype(np.float32)
+    p_teacher, p_student = rng.random(400), np.clip(0.6 * y + 0.4 * rng.random(400), 0, 1)
+    soft = train_module.distillation_targets(y, p_teacher)
+    accuracy, auc = train_module._metrics()
+    accuracy.update_state(soft[:, None], p_student[:, None])
+    auc.update_state(soft[:, None], p_student[:, None])
+    expected = binary_metrics(y, p_student, 0.5)
+    assert float(accuracy.result()) == pytest.approx(expected["accuracy"], abs=1e-6)
+    assert float(auc.result()) == pytest.approx(expected["roc_auc"], abs=5e-3)  # Keras' AUC bins 200 thresholds
+    plain = keras.metrics.BinaryAccuracy()
+    plain.update_state(soft[:, None], p_student[:, None])
+    assert float(plain.result()) < 0.1  # what the stock metric makes of soft targets: why the wrapper exists
+
+
+def test_train_with_teacher_learns_from_its_outputs_and_saves_a_plain_best_model(cli_run, folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
+    teacher = next((cli_run / "runs").glob("cnn-*")) / "best.keras"
+    run_dir = tmp_path / "student"
+    cfg = TrainConfig(arch="cnn", data=str(folder), epochs=1, batch_size=8, out=str(run_dir), teacher=str(teacher))
+    train(cfg, progress=False)
+
+    from edgedetect.data import load_dataset
+
+    train_split = load_dataset(str(folder), SIZE, val_fraction=cfg.val_fraction, seed=cfg.seed).split("train")
+    p_teacher = np.load(run_dir / "teacher.npy")
+    expected = keras.saving.load_model(teacher, safe_mode=True).predict(train_split.x.astype("float32"), verbose=0)
+    np.testing.assert_allclose(p_teacher, expected.reshape(-1), atol=1e-6)
+    assert json.loads((run_dir / "config.json").read_text())["config"]["teacher"] == str(teacher)
+    history = json.loads((run_dir / "history.json").read_text())
+    assert 0.0 <= history["accuracy"][0] <= 1.0 and history["accuracy"][0] * len(train_split) % 1 == pytest.approx(0, abs=1e-3)
+
+    # best.keras carries no training state, so plain Keras loads it in a process that never imported edgedetect.
+    code = ("import sys, keras; m = keras.saving.load_model(sys.argv[1], safe_mode=True); "
+            "assert not m.compiled; print(m.output_shape)")
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", code, str(run_dir / "best.keras")], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().endswith("(None, 1)")
+
+
+def test_teacher_of_another_input_size_is_one_clear_error(tiny_keras_model, folder, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
+    code, _, err = run_cli(monkeypatch, capsys, "train", "--arch", "cnn", "--data", folder, "--epochs", "1",
+                           "--teacher", tiny_keras_model, "--out", tmp_path / "run")
+    assert code == 1
+    assert err.strip().splitlines()[-1] == (f"error: --teacher {tiny_keras_model}: takes 16 px images, the run trains "
+                                            "at 32 px; pass --img-size 16 or another teacher")

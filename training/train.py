@@ -3,8 +3,9 @@
 The loop uses only Keras APIs (in-memory uint8 arrays fed through a ``keras.utils.PyDataset``), so the same
 code trains under the TensorFlow, JAX or PyTorch backend. A run directory holds::
 
-    best.keras      best model by validation AUC (loadable with safe_mode=True)
+    best.keras      best model by validation AUC, without training state (loads with safe_mode=True anywhere)
     last.keras      last epoch, with optimizer state (what --resume continues from)
+    teacher.npy     with --teacher: the teacher's p_fake on every training image (the distillation targets)
     state.json      epoch, best AUC, epochs without improvement
     config.json     every setting, the dataset summary and library versions
     history.json    per-epoch train/val loss, accuracy, AUC and learning rate
@@ -14,6 +15,7 @@ code trains under the TensorFlow, JAX or PyTorch backend. A run directory holds:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -53,6 +55,7 @@ class TrainConfig:
     dropout: float = 0.2
     weight_decay: float = 1e-4
     limit: int | None = None  # use at most this many training images (quick experiments, tests)
+    teacher: str | None = None  # a .keras/.tflite model whose p_fake the run also learns from (distillation)
     extra: dict = field(default_factory=dict)
 
 
@@ -102,6 +105,67 @@ def _augment(x: np.ndarray, rng: np.random.Generator, shift: int) -> np.ndarray:
     return padded[np.arange(n)[:, None, None], rows[:, :, None], cols[:, None, :]]
 
 
+# With --teacher the target of each training image is the average of its label and the teacher's p_fake, kept off
+# exactly 0.5 by clipping p_fake, so the label is the target thresholded at 0.5 (what the metrics below score).
+TEACHER_WEIGHT = 0.5
+_TEACHER_CLIP = 1e-4
+
+
+def distillation_targets(y: np.ndarray, p_teacher: np.ndarray) -> np.ndarray:
+    """Soft targets ``(1 - w) * label + w * p_teacher`` (w = TEACHER_WEIGHT); > 0.5 exactly where the label is FAKE."""
+    p = np.clip(np.asarray(p_teacher, np.float64), _TEACHER_CLIP, 1 - _TEACHER_CLIP)
+    return ((1 - TEACHER_WEIGHT) * y + TEACHER_WEIGHT * p).astype("float32")
+
+
+@functools.cache
+def _metric_classes():
+    """Accuracy and AUC against the label: the target thresholded at 0.5 (a no-op on hard labels).
+
+    Registered, so a resumed run's last.keras loads; best.keras is saved without them (see _save_model).
+    """
+    import keras
+
+    def hard(y_true):
+        return keras.ops.cast(keras.ops.greater(y_true, 0.5), "float32")
+
+    @keras.saving.register_keras_serializable(package="edgedetect")
+    class LabelAccuracy(keras.metrics.BinaryAccuracy):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            return super().update_state(hard(y_true), y_pred, sample_weight)
+
+    @keras.saving.register_keras_serializable(package="edgedetect")
+    class LabelAUC(keras.metrics.AUC):
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            return super().update_state(hard(y_true), y_pred, sample_weight)
+
+    return LabelAccuracy, LabelAUC
+
+
+def _metrics() -> list:
+    accuracy, auc = _metric_classes()
+    return [accuracy(name="accuracy"), auc(name="auc")]
+
+
+def teacher_predictions(teacher: str, x: np.ndarray, cfg: "TrainConfig", console) -> np.ndarray:
+    """The teacher's p_fake on the uint8 images ``x`` (a .keras or .tflite teacher, at the run's input size)."""
+    from edgedetect.evaluate import Scorer
+
+    scorer = Scorer(Path(teacher), threads=None)
+    if scorer.input_size != cfg.img_size:
+        raise EdgeDetectError(f"--teacher {teacher}: takes {scorer.input_size} px images, the run trains at "
+                              f"{cfg.img_size} px; pass --img-size {scorer.input_size} or another teacher")
+    known = {k: scorer.training.get(k) for k in ("data", "val_fraction", "seed")}
+    if known["data"] is not None and (Path(str(known["data"])).resolve(), known["val_fraction"], known["seed"]) != (
+            Path(cfg.data).resolve(), cfg.val_fraction, cfg.seed):
+        console.print(f"[yellow]warning:[/] the teacher was trained with another data/val carve ({known}); it may "
+                      "have seen this run's val images, which makes val figures optimistic (test is unaffected)")
+    console.print(f"teacher: {teacher} ({scorer.kind}) on {len(x)} training images")
+    p = np.asarray(scorer.predict(x), np.float64).reshape(-1)
+    if not np.all(np.isfinite(p)) or p.min() < 0 or p.max() > 1:
+        raise EdgeDetectError(f"--teacher {teacher}: its outputs are not probabilities in [0, 1]")
+    return p
+
+
 def _callbacks_class():
     import keras
 
@@ -134,7 +198,7 @@ def _callbacks_class():
             improved = auc > self.state["best_val_auc"]
             if improved:
                 self.state.update(best_val_auc=float(auc), best_epoch=epoch + 1, wait=0)
-                _save_model(self.model, self.run_dir / "best.keras")
+                _save_model(self.model, self.run_dir / "best.keras", training_state=False)
             else:
                 self.state["wait"] += 1
             self.state["epoch"] = epoch + 1
@@ -149,7 +213,14 @@ def _callbacks_class():
     return RunCheckpoint
 
 
-def _save_model(model, path: Path) -> None:
+def _save_model(model, path: Path, training_state: bool = True) -> None:
+    """Write ``model`` atomically; without ``training_state``, an uncompiled copy (no optimizer, no metrics)."""
+    if not training_state:
+        import keras
+
+        copy = keras.Model.from_config(model.get_config())  # clone_model would also copy the compile settings
+        copy.set_weights(model.get_weights())
+        model = copy
     tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
     try:
         model.save(tmp)
@@ -311,14 +382,33 @@ def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, 
     console.print(f"data: {dataset.source}  " + "  ".join(f"{n} {len(s)}" for n, s in dataset.splits.items())
                   + ("  (val carved from train)" if dataset.val_carved else ""))
 
+    targets = train_split.y
+    if cfg.teacher:
+        cached = run_dir / "teacher.npy"
+        if resume_dir is not None and cached.is_file():
+            p_teacher = np.load(cached)
+        else:
+            p_teacher = teacher_predictions(cfg.teacher, train_split.x, cfg, console)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            tmp = run_dir / f".teacher.tmp{os.getpid()}.npy"
+            np.save(tmp, p_teacher)
+            os.replace(tmp, cached)
+        if len(p_teacher) != len(targets):
+            raise EdgeDetectError(f"{cached}: {len(p_teacher)} teacher outputs for {len(targets)} training images")
+        targets = distillation_targets(train_split.y, p_teacher)
+        agree = float(np.mean((p_teacher > 0.5) == (train_split.y == 1)))
+        console.print(f"distillation: targets = {1 - TEACHER_WEIGHT:g} x label + {TEACHER_WEIGHT:g} x teacher "
+                      f"p_fake (teacher agrees with {agree:.2%} of the training labels)")
+
     keras.utils.set_random_seed(cfg.seed)
     scope = _setup_devices(cfg, console)
     Sequence = _sequence_class()
-    train_seq = Sequence(train_split.x, train_split.y, cfg.batch_size, cfg.seed, cfg.augment, shuffle=True)
+    train_seq = Sequence(train_split.x, targets, cfg.batch_size, cfg.seed, cfg.augment, shuffle=True)
     val_seq = Sequence(val_split.x, val_split.y, 512, cfg.seed, augment=False, shuffle=False)
 
     with scope if scope is not None else _nullcontext():
         if resume_dir is not None:
+            _metric_classes()  # registers the metric classes last.keras names
             model = keras.saving.load_model(run_dir / "last.keras", safe_mode=True)
             console.print(f"resuming {run_dir} at epoch {state['epoch'] + 1}/{cfg.epochs}")
         else:
@@ -328,7 +418,7 @@ def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, 
             model.compile(
                 optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
                 loss="binary_crossentropy",
-                metrics=[keras.metrics.BinaryAccuracy(name="accuracy"), keras.metrics.AUC(name="auc")],
+                metrics=_metrics(),
             )
     run_dir.mkdir(parents=True, exist_ok=True)
     config_doc = {"config": asdict(cfg), "dataset": dataset.describe(), "params": model.count_params(),

@@ -30,6 +30,7 @@ def train(
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of train carved (stratified) into val when the data has no val split."),
     patience: int = typer.Option(8, "--patience", min=1, help="Stop after this many epochs without a better val AUC."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Use at most N training images (quick trials)."),
+    teacher: Optional[Path] = typer.Option(None, "--teacher", help="Knowledge distillation: also learn from this model's p_fake (.keras or .tflite, e.g. an ensemble); each training target becomes the average of the label and the teacher's p_fake."),
 ) -> None:
     """Train a detector; writes best.keras, history, metrics and curves to a run folder."""
     from edgedetect.errors import EdgeDetectError
@@ -51,7 +52,7 @@ def train(
         arch=arch, data=str(data), img_size=img_size, epochs=epochs, batch_size=batch_size, lr=lr,
         weights=None if weights == "none" else weights, trainable_layers=trainable_layers, augment=augment,
         out=str(out) if out else None, seed=seed, mixed_precision=mixed_precision, val_fraction=val_fraction,
-        patience=patience, limit=limit,
+        patience=patience, limit=limit, teacher=str(teacher) if teacher else None,
     )
     run_training(cfg, resume_dir=resume)
 
