@@ -48,7 +48,7 @@ class TrainConfig:
     trainable_layers: int | None = None
     augment: bool = True
     out: str | None = None
-    seed: int = 0
+    seed: int = 0  # the val carve and --limit subset; also the init seed unless init_seed is given
     mixed_precision: bool = False
     val_fraction: float = 0.1
     patience: int = 8
@@ -56,6 +56,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     limit: int | None = None  # use at most this many training images (quick experiments, tests)
     teacher: str | None = None  # a .keras/.tflite model whose p_fake the run also learns from (distillation)
+    init_seed: int | None = None  # weights, data order, augmentation, dropout [default: seed]
     extra: dict = field(default_factory=dict)
 
 
@@ -400,11 +401,12 @@ def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, 
         console.print(f"distillation: targets = {1 - TEACHER_WEIGHT:g} x label + {TEACHER_WEIGHT:g} x teacher "
                       f"p_fake (teacher agrees with {agree:.2%} of the training labels)")
 
-    keras.utils.set_random_seed(cfg.seed)
+    init_seed = cfg.seed if cfg.init_seed is None else cfg.init_seed
+    keras.utils.set_random_seed(init_seed)
     scope = _setup_devices(cfg, console)
     Sequence = _sequence_class()
-    train_seq = Sequence(train_split.x, targets, cfg.batch_size, cfg.seed, cfg.augment, shuffle=True)
-    val_seq = Sequence(val_split.x, val_split.y, 512, cfg.seed, augment=False, shuffle=False)
+    train_seq = Sequence(train_split.x, targets, cfg.batch_size, init_seed, cfg.augment, shuffle=True)
+    val_seq = Sequence(val_split.x, val_split.y, 512, init_seed, augment=False, shuffle=False)
 
     with scope if scope is not None else _nullcontext():
         if resume_dir is not None:
@@ -429,7 +431,7 @@ def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, 
     RunCheckpoint = _callbacks_class()
     t0 = time.perf_counter()
     with _Progress(cfg.epochs, enabled=progress) as bar:
-        checkpoint = RunCheckpoint(run_dir, state, history, cfg.patience, cfg.seed, train_seq, bar)
+        checkpoint = RunCheckpoint(run_dir, state, history, cfg.patience, init_seed, train_seq, bar)
         if state["epoch"] < cfg.epochs and state["wait"] < cfg.patience:
             model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, initial_epoch=state["epoch"],
                       callbacks=[checkpoint], verbose=0, shuffle=False)

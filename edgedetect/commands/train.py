@@ -25,7 +25,8 @@ def train(
     augment: bool = typer.Option(True, "--augment/--no-augment", help="Random horizontal flips and whole-pixel shifts (no interpolation)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder [default: runs/<arch>-<timestamp>]."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue the run in this folder from its last checkpoint, with the settings in its config.json (give no other options)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seeds the val carve and everything random in training (see --init-seed)."),
+    init_seed: Optional[int] = typer.Option(None, "--init-seed", help="Seed for the weights, data order, augmentation and dropout only, keeping --seed's val carve: members of one `edgedetect ensemble` [default: --seed]."),
     mixed_precision: bool = typer.Option(False, "--mixed-precision", help="float16 compute on a GPU."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of train carved (stratified) into val when the data has no val split."),
     patience: int = typer.Option(8, "--patience", min=1, help="Stop after this many epochs without a better val AUC."),
@@ -53,6 +54,7 @@ def train(
         weights=None if weights == "none" else weights, trainable_layers=trainable_layers, augment=augment,
         out=str(out) if out else None, seed=seed, mixed_precision=mixed_precision, val_fraction=val_fraction,
         patience=patience, limit=limit, teacher=str(teacher) if teacher else None,
+        init_seed=init_seed,
     )
     run_training(cfg, resume_dir=resume)
 
