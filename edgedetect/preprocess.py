@@ -69,9 +69,9 @@ def _read_regular_file(path: str | os.PathLike) -> bytes | None:
             return None
         size = info.st_size
         data = os.read(fd, size + 1)  # one byte more: a file that grew since fstat is read to its end below
-        if len(data) <= size:
+        if len(data) == size:
             return data
-        parts = [data]
+        parts = [data]  # grew, or a short read (one read() returns at most ~2 GiB on Linux): read to the end
         while chunk := os.read(fd, 1 << 20):
             parts.append(chunk)
         return b"".join(parts)
