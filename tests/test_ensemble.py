@@ -43,3 +43,37 @@ def test_ensemble_refuses_runs_with_different_val_carves(tmp_path, monkeypatch):
                                                                "seed": seed, "arch": "cnn"}}))
     with pytest.raises(EdgeDetectError, match="val splits would overlap"):
         make_ensemble([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "e"))
+
+
+def test_ensemble_of_members_at_different_sizes_upscales_in_the_graph(tmp_path, monkeypatch):
+    """A member trained at 48 px on 32-px images joins a 32-px one: the ensemble takes 32 px and upscales in the
+    graph as Pillow did for that member in training (within a grey level), and it converts to .tflite."""
+    keras = pytest.importorskip("keras")
+    from conversion.convert import ConversionConfig, convert
+    from edgedetect.preprocess import load_image
+    from edgedetect.runtime import Classifier
+    from training.ensemble import make_ensemble
+    from training.train import TrainConfig, train
+
+    monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
+    data = write_image_folder(tmp_path / "data", n_per_class=16, size=32)
+    runs = [train(TrainConfig(arch="cnn", data=str(data), img_size=size, epochs=1, batch_size=8,
+                              out=str(tmp_path / f"cnn{size}")), progress=False) for size in (48, 32)]
+    out = make_ensemble([str(r) for r in runs], str(tmp_path / "e"))
+    model = keras.saving.load_model(out / "best.keras", safe_mode=True)
+    assert model.input_shape == (None, 32, 32, 3)
+    assert json.loads((out / "config.json").read_text())["config"]["img_size"] == 32
+
+    files = sorted(data.rglob("*.png"))[:8]
+    x32 = np.stack([load_image(f, 32) for f in files]).astype("float32")
+    x48 = np.stack([load_image(f, 48) for f in files]).astype("float32")  # what the 48-px member trained on
+    m48, m32 = (keras.saving.load_model(r / "best.keras") for r in runs)
+    p_members = (m48.predict(x48, verbose=0) + m32.predict(x32, verbose=0)) / 2
+    p = model.predict(x32, verbose=0)
+    assert np.abs(p - p_members).max() < 0.01
+    assert np.std(p) > 0  # not a constant that would pass any comparison
+
+    report = convert(out / "best.keras", ConversionConfig(precisions=("fp32",), out=str(tmp_path / "e.tflite")),
+                     log=lambda _: None)
+    np.testing.assert_allclose(Classifier(report.paths[0], threads=1).predict(x32.astype(np.uint8)),
+                               p.reshape(-1), atol=1e-5)

@@ -1,7 +1,11 @@
 """Average the p_fake of several trained models in one graph, so an ensemble converts and ships as one file.
 
-Members must take the same input size and come from runs on the same data with the same val carve
-(``val_fraction`` and ``seed``), so the ensemble's threshold is chosen on images none of them trained on.
+Members must come from runs on the same data with the same val carve (``val_fraction`` and ``seed``), so the
+ensemble's threshold is chosen on images none of them trained on. They may take different input sizes: the
+ensemble takes the smallest, and a member trained larger (say MobileNetV3 at 64 px on CIFAKE's 32-px images)
+gets its input upscaled in the graph with bilinear resizing, which matches the Pillow upscale it saw in
+training within one grey level. (For photos larger than every member that member now sees a 32-px image
+upscaled rather than the photo resized once: fine for CIFAKE-like data, a change for other data.)
 The output folder looks like a training run (best.keras, config.json, metrics.json), so ``edgedetect convert``
 and ``evaluate`` treat it like one.
 """
@@ -28,11 +32,17 @@ def build_ensemble(members: list, name: str = "ensemble"):
     """A Keras model whose output is the mean of the members' p_fake (each member keeps its own in-graph preprocessing)."""
     import keras
 
-    shapes = {tuple(m.input_shape[1:]) for m in members}
-    if len(shapes) != 1:
-        raise EdgeDetectError(f"ensemble members take different inputs {sorted(shapes)}; they must share one input size")
-    inputs = keras.Input(shapes.pop(), name="image")
-    outputs = [keras.Model(m.inputs, m.output, name=f"member{i}_{m.name}")(inputs) for i, m in enumerate(members)]
+    shapes = [tuple(m.input_shape[1:]) for m in members]
+    if any(len(s) != 3 or s[0] != s[1] or s[2] != 3 for s in shapes):
+        raise EdgeDetectError(f"ensemble members must take square RGB images; they take {sorted(set(shapes))}")
+    size = min(s[0] for s in shapes)
+    inputs = keras.Input((size, size, 3), name="image")
+    outputs = []
+    for i, (m, shape) in enumerate(zip(members, shapes)):
+        x = inputs
+        if shape[0] != size:
+            x = keras.layers.Resizing(shape[0], shape[0], interpolation="bilinear", name=f"member{i}_upscale")(x)
+        outputs.append(keras.Model(m.inputs, m.output, name=f"member{i}_{m.name}")(x))
     p_fake = keras.layers.Average(name="p_fake")(outputs)
     return keras.Model(inputs, p_fake, name=name)
 
@@ -53,9 +63,9 @@ def make_ensemble(runs: list[str], out: str, force: bool = False) -> Path:
         raise EdgeDetectError(f"an ensemble needs two or more runs; received {len(runs)}")
     run_dirs = [_run_of(Path(r)) for r in runs]
     configs = [json.loads((r / "config.json").read_text())["config"] for r in run_dirs]
-    carve = {(c["data"], c["img_size"], c["val_fraction"], c["seed"]) for c in configs}
+    carve = {(c["data"], c["val_fraction"], c["seed"]) for c in configs}
     if len(carve) != 1:
-        raise EdgeDetectError("the runs differ in data, input size, --val-fraction or --seed "
+        raise EdgeDetectError("the runs differ in data, --val-fraction or --seed "
                               f"({sorted(carve)}); their val splits would overlap other members' training data")
     out_dir = Path(out)
     if (out_dir / "best.keras").exists() and not force:
@@ -70,12 +80,13 @@ def make_ensemble(runs: list[str], out: str, force: bool = False) -> Path:
     tmp.replace(out_dir / "best.keras")
 
     base = configs[0]
-    dataset = load_dataset(base["data"], base["img_size"], val_fraction=base["val_fraction"], seed=base["seed"])
+    img_size = int(model.input_shape[1])
+    dataset = load_dataset(base["data"], img_size, val_fraction=base["val_fraction"], seed=base["seed"])
     metrics = _final_metrics(model, dataset, None)
     metrics.update(params=int(model.count_params()), members=[str(r) for r in run_dirs])
     in_graph = " | ".join(f"{a}: {get_spec(a).preprocessing}" for a in archs)
     config = {
-        "config": {"arch": "ensemble(" + "+".join(archs) + ")", "data": base["data"], "img_size": base["img_size"],
+        "config": {"arch": "ensemble(" + "+".join(archs) + ")", "data": base["data"], "img_size": img_size,
                    "val_fraction": base["val_fraction"], "seed": base["seed"], "members": [str(r) for r in run_dirs]},
         "preprocessing": f"mean of the members' p_fake; each member normalises inside its graph ({in_graph})",
         "dataset": dataset.describe(),

@@ -61,7 +61,7 @@ def train(
 
 @app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def ensemble(
-    runs: list[Path] = typer.Argument(..., help="Two or more training run folders (same data, input size and val carve)."),
+    runs: list[Path] = typer.Argument(..., help="Two or more training run folders on the same data and val carve; the ensemble takes the smallest member input size and upscales in the graph for larger members."),
     out: Path = typer.Option(..., "--out", help="Folder for the ensemble (best.keras, config.json, metrics.json)."),
     force: bool = typer.Option(False, "--force", help="Replace an ensemble already in --out."),
 ) -> None:
