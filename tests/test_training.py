@@ -231,13 +231,19 @@ def test_resumed_run_lands_on_the_uninterrupted_weights(cli_run, folder, tmp_pat
     run_dir = tmp_path / "interrupted"
     cfg = TrainConfig(arch="cnn", data=str(folder), epochs=2, batch_size=8, out=str(run_dir))  # the CLI run's settings
     monkeypatch.setattr(train_module, "_callbacks_class", interrupting_callbacks)
+    started, resumed_with = ["edgedetect", "train", "--arch", "cnn", "--out", str(run_dir)], ["edgedetect", "train", "--resume", str(run_dir)]
+    monkeypatch.setattr(sys, "argv", started)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, progress=False)
     assert json.loads((run_dir / "state.json").read_text())["epoch"] == 1
     assert not (run_dir / "metrics.json").exists()
 
     monkeypatch.setattr(train_module, "_callbacks_class", make_callbacks)
+    monkeypatch.setattr(sys, "argv", resumed_with)
     assert train(TrainConfig(arch="cnn", data=str(folder), epochs=2), resume_dir=run_dir, progress=False) == run_dir
+    # config.json keeps the command that reproduces the run, and says how it was resumed
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["command"] == started and config["resumed_with"] == [resumed_with]
     reference = next((cli_run / "runs").glob("cnn-*"))
     assert json.loads((run_dir / "state.json").read_text())["epoch"] == 2
     resumed, uninterrupted = _weights(run_dir / "last.keras"), _weights(reference / "last.keras")

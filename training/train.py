@@ -357,7 +357,8 @@ def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, 
         run_dir = Path(resume_dir)
         if not (run_dir / "last.keras").is_file() or not (run_dir / "state.json").is_file():
             raise EdgeDetectError(f"{run_dir}: nothing to resume (no last.keras/state.json); start a new run instead")
-        cfg = TrainConfig(**json.loads((run_dir / "config.json").read_text())["config"])
+        previous = json.loads((run_dir / "config.json").read_text())
+        cfg = TrainConfig(**previous["config"])
         state = json.loads((run_dir / "state.json").read_text())
         history = json.loads((run_dir / "history.json").read_text())
     else:
@@ -366,6 +367,7 @@ def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, 
             raise EdgeDetectError(f"{run_dir} already holds a run; use --resume to continue it or pick another --out")
         state = {"epoch": 0, "best_val_auc": -1.0, "best_epoch": 0, "wait": 0}
         history = {}
+        previous = {}
 
     import keras
 
@@ -424,7 +426,9 @@ def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, 
             )
     run_dir.mkdir(parents=True, exist_ok=True)
     config_doc = {"config": asdict(cfg), "dataset": dataset.describe(), "params": model.count_params(),
-                  "versions": _versions(), "command": sys.argv}
+                  "versions": _versions(), "command": previous.get("command", sys.argv)}
+    if resume_dir is not None:  # keep the command that started the run: it is the one that reproduces it
+        config_doc["resumed_with"] = previous.get("resumed_with", []) + [sys.argv]
     atomic_write_text(run_dir / "config.json", json.dumps(config_doc, indent=1))
     _point_latest(run_dir)
 
