@@ -231,7 +231,8 @@ def test_resumed_run_lands_on_the_uninterrupted_weights(cli_run, folder, tmp_pat
     run_dir = tmp_path / "interrupted"
     cfg = TrainConfig(arch="cnn", data=str(folder), epochs=2, batch_size=8, out=str(run_dir))  # the CLI run's settings
     monkeypatch.setattr(train_module, "_callbacks_class", interrupting_callbacks)
-    started, resumed_with = ["edgedetect", "train", "--arch", "cnn", "--out", str(run_dir)], ["edgedetect", "train", "--resume", str(run_dir)]
+    started = ["edgedetect", "train", "--arch", "cnn", "--out", str(run_dir)]
+    resumed_with = ["edgedetect", "train", "--resume", str(run_dir)]
     monkeypatch.setattr(sys, "argv", started)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, progress=False)
