@@ -84,11 +84,15 @@ def make_ensemble(runs: list[str], out: str, force: bool = False) -> Path:
     dataset = load_dataset(base["data"], img_size, val_fraction=base["val_fraction"], seed=base["seed"])
     metrics = _final_metrics(model, dataset, None)
     metrics.update(params=int(model.count_params()), members=[str(r) for r in run_dirs])
-    in_graph = " | ".join(f"{c['arch']} at {c['img_size']} px: {get_spec(c['arch']).preprocessing}" for c in configs)
+    described = []
+    for c in configs:
+        upscale = " (bilinear upscale in the graph)" if c["img_size"] > img_size else ""
+        described.append(f"{c['arch']} at {c['img_size']} px{upscale}: {get_spec(c['arch']).preprocessing}")
+    in_graph = " | ".join(described)
     config = {
         "config": {"arch": "ensemble(" + "+".join(archs) + ")", "data": base["data"], "img_size": img_size,
                    "val_fraction": base["val_fraction"], "seed": base["seed"], "members": [str(r) for r in run_dirs]},
-        "preprocessing": f"mean of the members' p_fake; members larger than the input get a bilinear upscale in the graph; each normalises inside its graph ({in_graph})",
+        "preprocessing": f"mean of the members' p_fake; each normalises inside its graph ({in_graph})",
         "dataset": dataset.describe(),
         "params": int(model.count_params()),
         "versions": _versions(),
