@@ -236,7 +236,8 @@ def test_resumed_run_lands_on_the_uninterrupted_weights(cli_run, folder, tmp_pat
     monkeypatch.setattr(sys, "argv", started)
     with pytest.raises(KeyboardInterrupt):
         train(cfg, progress=False)
-    assert json.loads((run_dir / "state.json").read_text())["epoch"] == 1
+    interrupted_state = json.loads((run_dir / "state.json").read_text())
+    assert interrupted_state["epoch"] == 1 and interrupted_state["train_seconds"] > 0
     assert not (run_dir / "metrics.json").exists()
 
     monkeypatch.setattr(train_module, "_callbacks_class", make_callbacks)
@@ -247,6 +248,8 @@ def test_resumed_run_lands_on_the_uninterrupted_weights(cli_run, folder, tmp_pat
     assert config["command"] == started and config["resumed_with"] == [resumed_with]
     reference = next((cli_run / "runs").glob("cnn-*"))
     assert json.loads((run_dir / "state.json").read_text())["epoch"] == 2
+    # the first epoch's time, spent before the interruption, is still part of the run's total
+    assert json.loads((run_dir / "metrics.json").read_text())["train_seconds"] > round(interrupted_state["train_seconds"], 1)
     resumed, uninterrupted = _weights(run_dir / "last.keras"), _weights(reference / "last.keras")
     assert len(resumed) == len(uninterrupted)
     for a, b in zip(resumed, uninterrupted):

@@ -179,6 +179,7 @@ def _callbacks_class():
             self.patience, self.seed, self.train_seq, self.progress = patience, seed, train_seq, progress
 
         def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_t0 = time.perf_counter()
             # Dropout's random stream is reset from (seed, epoch), so a resumed run draws what an unbroken one would.
             for layer in self.model._flatten_layers():
                 gen = getattr(layer, "seed_generator", None)
@@ -203,6 +204,8 @@ def _callbacks_class():
             else:
                 self.state["wait"] += 1
             self.state["epoch"] = epoch + 1
+            # counted per finished epoch, so the time before an interruption stays in the run's total
+            self.state["train_seconds"] += time.perf_counter() - self.epoch_t0
             _save_model(self.model, self.run_dir / "last.keras")
             atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
             atomic_write_text(self.run_dir / "state.json", json.dumps(self.state, indent=1))
@@ -360,12 +363,13 @@ def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, 
         previous = json.loads((run_dir / "config.json").read_text())
         cfg = TrainConfig(**previous["config"])
         state = json.loads((run_dir / "state.json").read_text())
+        state.setdefault("train_seconds", 0.0)  # runs from before it was counted per epoch
         history = json.loads((run_dir / "history.json").read_text())
     else:
         run_dir = Path(cfg.out) if cfg.out else default_run_dir(cfg.arch)
         if (run_dir / "state.json").exists():
             raise EdgeDetectError(f"{run_dir} already holds a run; use --resume to continue it or pick another --out")
-        state = {"epoch": 0, "best_val_auc": -1.0, "best_epoch": 0, "wait": 0}
+        state = {"epoch": 0, "best_val_auc": -1.0, "best_epoch": 0, "wait": 0, "train_seconds": 0.0}
         history = {}
         previous = {}
 
@@ -433,14 +437,11 @@ def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, 
     _point_latest(run_dir)
 
     RunCheckpoint = _callbacks_class()
-    t0 = time.perf_counter()
     with _Progress(cfg.epochs, enabled=progress) as bar:
         checkpoint = RunCheckpoint(run_dir, state, history, cfg.patience, init_seed, train_seq, bar)
         if state["epoch"] < cfg.epochs and state["wait"] < cfg.patience:
             model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, initial_epoch=state["epoch"],
                       callbacks=[checkpoint], verbose=0, shuffle=False)
-    state["train_seconds"] = state.get("train_seconds", 0.0) + time.perf_counter() - t0
-    atomic_write_text(run_dir / "state.json", json.dumps(state, indent=1))
 
     if not (run_dir / "best.keras").is_file():  # val AUC was never a number (e.g. NaN losses)
         raise EdgeDetectError(f"{run_dir}: no epoch produced a valid val AUC, so there is no best.keras; "
