@@ -205,11 +205,12 @@ def _callbacks_class():
                 self.state["wait"] += 1
             self.state["epoch"] = epoch + 1
             # counted per finished epoch, so the time before an interruption stays in the run's total
-            self.state["train_seconds"] += time.perf_counter() - self.epoch_t0
+            seconds = time.perf_counter() - self.epoch_t0
+            self.state["train_seconds"] += seconds
             _save_model(self.model, self.run_dir / "last.keras")
             atomic_write_text(self.run_dir / "history.json", json.dumps(self.history, indent=1))
             atomic_write_text(self.run_dir / "state.json", json.dumps(self.state, indent=1))
-            self.progress.end_epoch(epoch, logs, improved)
+            self.progress.end_epoch(epoch, logs, improved, seconds)
             if self.state["wait"] >= self.patience:
                 self.progress.note(f"early stop: val AUC has not improved for {self.patience} epochs")
                 self.model.stop_training = True
@@ -254,7 +255,6 @@ class _Progress:
             disable=not enabled,
         )
         self.task = None
-        self.t0 = time.perf_counter()
 
     def __enter__(self):
         self.bar.__enter__()
@@ -266,16 +266,15 @@ class _Progress:
     def start_epoch(self, epoch, steps):
         if self.task is not None:
             self.bar.remove_task(self.task)
-        self.t0 = time.perf_counter()
         self.task = self.bar.add_task("", total=steps, epoch=epoch + 1, epochs=self.epochs, loss=0.0, acc=0.0)
 
     def batch(self, logs):
         self.bar.update(self.task, advance=1, loss=logs.get("loss", 0.0), acc=logs.get("accuracy", 0.0))
 
-    def end_epoch(self, epoch, logs, improved):
+    def end_epoch(self, epoch, logs, improved, seconds):
         mark = " [green]best[/]" if improved else ""
         self.console.print(
-            f"epoch {epoch + 1:>3}/{self.epochs}  {time.perf_counter() - self.t0:5.0f}s  "
+            f"epoch {epoch + 1:>3}/{self.epochs}  {seconds:5.0f}s  "
             f"loss {logs.get('loss', 0):.4f}  acc {logs.get('accuracy', 0):.4f}  auc {logs.get('auc', 0):.4f}  |  "
             f"val loss {logs.get('val_loss', 0):.4f}  acc {logs.get('val_accuracy', 0):.4f}  "
             f"auc {logs.get('val_auc', 0):.4f}  lr {logs['lr']:.2e}{mark}"
