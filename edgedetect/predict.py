@@ -25,14 +25,16 @@ import numpy as np
 from edgedetect import LABELS
 from edgedetect.data import IMAGE_SUFFIXES
 from edgedetect.errors import EdgeDetectError
-from edgedetect.preprocess import load_image
+from edgedetect.preprocess import open_image
 from edgedetect.runtime import Classifier
 
 DEFAULT_MANIFEST = "default.json"  # in the edgedetect.models package: {"model": "<file>.tflite"}
 
 
-def default_model_path() -> Path:
+def default_model_path(key: str = "model") -> Optional[Path]:
     """The shipped default model named by ``models/default.json`` (installed as package ``edgedetect.models``).
+
+    ``key="photo_model"`` names the native-resolution model used for large images; None when there is none.
 
     Raises:
         EdgeDetectError: no default model is installed, or the manifest names a missing file.
@@ -43,8 +45,13 @@ def default_model_path() -> Path:
         raise EdgeDetectError("no default model is installed with this copy of edgedetect "
                               "(models/default.json is missing); pass one with --model FILE.tflite")
     try:
-        name = json.loads(manifest.read_text(encoding="utf-8"))["model"]
-    except (ValueError, KeyError, TypeError) as e:
+        doc = json.loads(manifest.read_text(encoding="utf-8"))
+        if key != "model" and key not in doc:
+            return None
+        name = doc[key]
+        if not isinstance(name, str):
+            raise TypeError(f"{key} is {name!r}, not a file name")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise EdgeDetectError(f"{manifest}: not a valid default-model manifest ({e!r}); it must be "
                               '{"model": "<file>.tflite"}; reinstall edgedetect or pass --model FILE.tflite') from None
     path = root / name
@@ -114,57 +121,108 @@ def _problem(exc: EdgeDetectError, path: Path) -> str:
     return msg[len(prefix):] if msg.startswith(prefix) else msg
 
 
-def _result(path: str, p_fake: Optional[float], threshold: float, error: Optional[str] = None) -> dict:
+def _result(path: str, p_fake: Optional[float], threshold: float, error: Optional[str] = None, model=None,
+            info: Optional[dict] = None) -> dict:
     label = None if p_fake is None else LABELS[int(p_fake >= threshold)]
-    return {"path": path, "label": label, "p_fake": p_fake, "error": error}
+    return {"path": path, "label": label, "p_fake": p_fake, "error": error,
+            "model": None if model is None else model.path.name, "threshold": threshold,
+            "size": None if info is None else info["size"], "warning": None if info is None else info["warning"]}
+
+
+class AutoModel:
+    """The shipped pair: a 32-px model for small images and a native-resolution photo model for the rest.
+
+    An image whose shorter side is below the photo model's crop goes to the small model (CIFAKE-sized images keep
+    the accuracy they had); every other image goes to the photo model. Each result names the model that decided.
+    """
+
+    def __init__(self, small: Classifier, photo: Classifier):
+        self.small, self.photo = small, photo
+        self.batch_size = photo.batch_size
+        self.min_side = photo.input_size
+
+    def pick(self, width: int, height: int) -> Classifier:
+        return self.photo if min(width, height) >= self.min_side else self.small
+
+    @property
+    def models(self) -> list[Classifier]:
+        return [self.small, self.photo]
+
+
+def load_default_models(threads: Optional[int] = None):
+    """The shipped default: an :class:`AutoModel` when ``models/default.json`` names a photo model, else one model."""
+    small = Classifier(default_model_path(), threads=threads)
+    photo = default_model_path("photo_model")
+    return AutoModel(small, Classifier(photo, threads=threads)) if photo is not None else small
 
 
 def predict_files(
-    classifier: Classifier,
+    classifier: Classifier | AutoModel,
     paths: Iterable[str],
     threshold: Optional[float] = None,
     progress: Optional[Callable[[int, int], None]] = None,
+    details: bool = False,
 ) -> list[dict]:
     """Classify every image named by ``paths`` (files, folders, globs; see :func:`collect_inputs`).
 
-    Images are decoded with :func:`edgedetect.preprocess.load_image` at the model's input size and run through
-    the one interpreter ``classifier`` holds, ``classifier.batch_size`` at a time, so memory stays bounded on
-    large folders.
+    Each image is decoded once (:func:`edgedetect.preprocess.open_image`), turned into the chosen model's inputs
+    (:meth:`Classifier.inputs_for`: the resized image, or native-resolution crops), and the inputs of several
+    images run through the interpreter together, about ``batch_size`` at a time, so memory stays bounded.
 
     Args:
-        classifier: the loaded model.
+        classifier: the loaded model, or an :class:`AutoModel` that picks one per image by its size.
         paths: the user's PATH arguments.
-        threshold: p_fake at or above which an image is FAKE [default: the model's metadata threshold].
+        threshold: p_fake at or above which an image is FAKE [default: the deciding model's metadata threshold].
         progress: called as ``progress(done, total)`` after each batch.
+        details: also return each image's crop boxes and per-crop p_fake (``"crops"``), for maps.
 
     Returns:
-        One dict per file, in order, then one per argument that yielded nothing:
-        ``{"path": str, "label": "REAL"|"FAKE"|None, "p_fake": float|None, "error": str|None}``.
+        One dict per file, in order, then one per argument that yielded nothing: ``{"path", "label": "REAL"|"FAKE"|
+        None, "p_fake": float|None, "error": str|None, "model": file name, "threshold", "size": [w, h],
+        "warning": str|None}``.
     """
-    threshold = classifier.threshold if threshold is None else float(threshold)
     files, problems = collect_inputs(paths)
-    size = classifier.input_size
-    results: list[dict] = []
-    for start in range(0, len(files), classifier.batch_size):
-        chunk = files[start : start + classifier.batch_size]
-        arrays, ok = [], []
-        chunk_results: list[Optional[dict]] = []
-        for path in chunk:
-            try:
-                arrays.append(load_image(path, size))
-                ok.append(len(chunk_results))
-                chunk_results.append(None)
-            except EdgeDetectError as e:
-                chunk_results.append(_result(str(path), None, threshold, _problem(e, path)))
-        if arrays:
-            p_fake = classifier.predict(np.stack(arrays))
-            for i, p in zip(ok, p_fake):
-                chunk_results[i] = _result(str(chunk[i]), float(p), threshold)
-        results.extend(chunk_results)
-        if progress:
-            progress(start + len(chunk), len(files))
-    results.extend(_result(arg, None, threshold, problem) for arg, problem in problems)
-    return results
+    results: list[Optional[dict]] = [None] * len(files)
+    pending: dict = {}  # model -> [(result index, inputs, info)]
+    counts: dict = {}
+
+    def flush(model: Classifier) -> None:
+        items = pending.pop(model, [])
+        if not items:
+            return
+        p_all = model.predict(np.concatenate([arrays for _, arrays, _ in items]))
+        start = 0
+        for i, arrays, info in items:
+            p_crops = p_all[start : start + len(arrays)]
+            start += len(arrays)
+            t = model.threshold if threshold is None else float(threshold)
+            res = _result(str(files[i]), model.combine(p_crops), t, model=model, info=info)
+            if details:
+                res["crops"] = [{"box": list(b), "p_fake": float(p)} for b, p in zip(info["boxes"] or [], p_crops)]
+            results[i] = res
+
+    for i, path in enumerate(files):
+        try:
+            img = open_image(path)
+            model = classifier.pick(*img.size)
+            arrays, info = model.inputs_for(img)
+        except EdgeDetectError as e:
+            results[i] = _result(str(path), None, 0.5 if threshold is None else float(threshold), _problem(e, path))
+            continue
+        pending.setdefault(model, []).append((i, arrays, info))
+        counts[model] = counts.get(model, 0) + len(arrays)
+        if counts[model] >= model.batch_size:
+            flush(model)
+            counts[model] = 0
+            if progress:
+                progress(i + 1, len(files))
+    for model in list(pending):
+        flush(model)
+    if progress:
+        progress(len(files), len(files))
+    out = [r for r in results if r is not None]
+    out.extend(_result(arg, None, 0.5 if threshold is None else float(threshold), problem) for arg, problem in problems)
+    return out
 
 
 def summarize(results: list[dict]) -> dict:
@@ -177,7 +235,13 @@ def summarize(results: list[dict]) -> dict:
     }
 
 
-def model_description(classifier: Classifier) -> str:
-    """One line naming the model: file, precision, input size."""
+def model_description(classifier: Classifier | AutoModel) -> str:
+    """One line naming the model: file, precision, input size and mode (both models of an :class:`AutoModel`)."""
+    if isinstance(classifier, AutoModel):
+        return (f"{model_description(classifier.small)} for images under {classifier.min_side} px, "
+                f"{model_description(classifier.photo)} for the rest")
     meta = classifier.metadata
-    return f"{classifier.path.name} ({meta.arch}, {meta.precision}, {classifier.input_size}x{classifier.input_size})"
+    s = classifier.input_size
+    what = f"{s}-px crops, {meta.preprocessing.get('combine', 'mean')} of up to {meta.preprocessing.get('max_crops')}" \
+        if classifier.mode == "crops" else f"{s}x{s}"
+    return f"{classifier.path.name} ({meta.arch}, {meta.precision}, {what})"

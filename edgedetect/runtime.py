@@ -30,6 +30,27 @@ def _quant_params(detail: dict) -> tuple[float, int]:
     return float(scale), int(zero)
 
 
+# An image whose shorter side is more than this many times the largest side a model was trained on is out of
+# its domain: a 32-px model given a 4000-px photo sees it shrunk 100-fold, and the traces it learned are gone.
+OUT_OF_DOMAIN_FACTOR = 4
+
+
+def domain_warning(meta: ModelMetadata, size, padded: bool = False) -> str | None:
+    """A one-line warning when an image of ``size`` (width, height) is far outside what the model was trained on."""
+    w, h = size
+    if padded:
+        return (f"{w}x{h} px is smaller than the model's {meta.input_size}-px crop: mirror-padded, an input the model "
+                "never saw in training; the answer is unreliable")
+    trained = (meta.training or {}).get("image_sizes") or {}
+    longest = (trained.get("long_side") or [None, None, None])[2]
+    if meta.preprocessing.get("mode", "resize") == "resize":
+        longest = longest or meta.input_size
+        if min(w, h) > OUT_OF_DOMAIN_FACTOR * longest:
+            return (f"{w}x{h} px resized to {meta.input_size} px for a model trained on images of at most "
+                    f"{longest} px: out of its domain, the answer is unreliable")
+    return None
+
+
 class Classifier:
     """A loaded .tflite detector.
 
@@ -92,6 +113,44 @@ class Classifier:
     @property
     def threshold(self) -> float:
         return float(self.metadata.threshold)
+
+    @property
+    def mode(self) -> str:
+        """``resize`` (the whole image, resized to the input size) or ``crops`` (native-resolution crops)."""
+        return self.metadata.preprocessing.get("mode", "resize")
+
+    def inputs_for(self, img) -> tuple[np.ndarray, dict]:
+        """The model's inputs for one decoded RGB image: uint8 ``(N, S, S, 3)`` and what was done to make them.
+
+        ``resize`` models get one array (:func:`edgedetect.preprocess.to_array`); ``crops`` models get the crops of
+        :func:`edgedetect.crops.native_crops`, whose p_fake :meth:`combine` turns into one. The dict holds the
+        image size, the crop boxes (crops models) and an out-of-domain warning or None (:func:`domain_warning`).
+        """
+        from edgedetect.crops import native_crops
+        from edgedetect.preprocess import to_array
+
+        size = img.size if hasattr(img, "size") and not isinstance(img, np.ndarray) else img.shape[1::-1]
+        info = {"size": [int(size[0]), int(size[1])], "boxes": None, "padded": False}
+        if self.mode == "crops":
+            pre = self.metadata.preprocessing
+            arrays, boxes, padded = native_crops(img, self.input_size, int(pre.get("max_crops", 16)))
+            info.update(boxes=boxes, padded=padded)
+        else:
+            arrays = to_array(img, self.input_size)[None]
+        info["warning"] = domain_warning(self.metadata, info["size"], info["padded"])
+        return arrays, info
+
+    def combine(self, p_crops: np.ndarray) -> float:
+        """One p_fake per image from the p_fake of its inputs (the metadata's combine rule; one input: itself)."""
+        from edgedetect.crops import combine
+
+        if len(p_crops) == 1:
+            return float(p_crops[0])
+        return combine(p_crops, self.metadata.preprocessing.get("combine", "mean"))
+
+    def pick(self, width: int, height: int) -> "Classifier":
+        """The model for an image of this size: itself (see :class:`edgedetect.predict.AutoModel` for routing)."""
+        return self
 
     def _resize(self, n: int) -> None:
         if n != self._batch:

@@ -15,7 +15,8 @@ from edgedetect.predict import collect_inputs, default_model_path, predict_files
 from edgedetect.preprocess import load_image
 from edgedetect.runtime import Classifier
 
-CONTRACT = {"path", "label", "p_fake", "error"}
+# Every result: the verdict, the model that decided (and its threshold), the image size and an out-of-domain warning.
+CONTRACT = {"path", "label", "p_fake", "error", "model", "threshold", "size", "warning"}
 
 
 def cli(*args, cwd=None):

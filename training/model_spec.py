@@ -89,6 +89,23 @@ def _cnn(widths: tuple[int, int, int]) -> Callable:
     return build
 
 
+def _photo_trunk(widths: tuple[int, int, int]) -> Callable:
+    """A plain trunk for native-resolution crops: a stride-1 conv that sees single-pixel traces at full resolution,
+    then three stages of a strided conv (halving the size) and a conv, 32-64-128 wide: ~90M MACs per 96-px crop."""
+
+    def build(x, img_size, weights):
+        y = layers.Rescaling(1.0 / 32, name="rescale")(x)
+        for i, width in enumerate(widths):
+            for j, stride in enumerate((1, 2) if i == 0 else (2, 1)):
+                y = layers.Conv2D(width, 3, strides=stride, padding="same", use_bias=False,
+                                  name=f"stage{i + 1}_conv{j + 1}")(y)
+                y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"stage{i + 1}_bn{j + 1}")(y)
+                y = layers.ReLU(name=f"stage{i + 1}_relu{j + 1}")(y)
+        return y
+
+    return build
+
+
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -97,8 +114,48 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("resnet50", 32, "caffe: RGB->BGR and ImageNet mean subtraction (frozen 1x1 conv)", _resnet50),
         ModelSpec("cnn", 32, "Rescaling(1/255)", _cnn((16, 32, 64)), imagenet=False),
         ModelSpec("cnn_wide", 32, "Rescaling(1/255)", _cnn((24, 48, 96)), imagenet=False),
+        ModelSpec("photo_cnn", 96, "Rescaling(1/32) of the front end's output", _photo_trunk((32, 64, 128)),
+                  imagenet=False),
     )
 }
+
+
+def _npr(x):
+    # Neighbouring Pixel Relationships (Tan et al., CVPR 2024): the image minus its 2x2
+    # nearest-neighbour down/up copy, which is zero wherever a 2x2 block repeats one pixel, as upsampling layers make.
+    # Built from builtins: a fixed 1x1 stride-2 depthwise conv takes each block's top-left pixel, UpSampling2D
+    # (RESIZE_NEAREST_NEIGHBOR) repeats it, Subtract (SUB); so int8 calibration sees the residual's range.
+    pick = layers.DepthwiseConv2D(1, strides=2, use_bias=False, trainable=False, name="npr_down")
+    down = pick(x)
+    pick.set_weights([np.ones((1, 1, 3, 1), "float32")])
+    up = layers.UpSampling2D(2, interpolation="nearest", name="npr_up")(down)
+    return layers.Subtract(name="npr")([x, up])
+
+
+_LAPLACIAN = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], "float32") / 4
+
+
+def _highpass(x):
+    # A fixed 3x3 Laplacian per channel (DEPTHWISE_CONV_2D): removes content below ~1/4 of the sampling rate.
+    conv = layers.DepthwiseConv2D(3, padding="same", use_bias=False, trainable=False, name="highpass")
+    y = conv(x)
+    conv.set_weights([np.repeat(_LAPLACIAN[:, :, None, None], 3, axis=2)])
+    return y
+
+
+# Fixed signal processing in front of any architecture, inside the graph (so every runtime computes it the same way).
+FRONTS: dict[str, tuple[str, Callable | None]] = {
+    "none": ("raw RGB 0-255", None),
+    "npr": ("NPR residual: image minus its 2x2 nearest down/up copy (Tan et al., CVPR 2024)", _npr),
+    "highpass": ("fixed 3x3 Laplacian high-pass per channel", _highpass),
+}
+
+
+def get_front(name: str) -> tuple[str, Callable | None]:
+    """The front end registered as ``name``; an unknown name is an error listing the valid ones."""
+    if name not in FRONTS:
+        raise EdgeDetectError(f"unknown front end '{name}'; valid: {', '.join(FRONTS)}")
+    return FRONTS[name]
 
 
 def get_spec(name: str) -> ModelSpec:
@@ -108,7 +165,8 @@ def get_spec(name: str) -> ModelSpec:
     return REGISTRY[name]
 
 
-def build_model(name: str, img_size: int | None = None, weights: str | None = None, dropout: float = 0.2) -> keras.Model:
+def build_model(name: str, img_size: int | None = None, weights: str | None = None, dropout: float = 0.2,
+                front: str = "none") -> keras.Model:
     """Build ``name`` with its in-graph preprocessing and a GAP -> dropout -> sigmoid(p_fake) head.
 
     Args:
@@ -117,6 +175,7 @@ def build_model(name: str, img_size: int | None = None, weights: str | None = No
         weights: None (from scratch), "imagenet" (Keras download; needs internet) or a local weights file
             for the backbone (e.g. Keras' ``*_notop.h5``).
         dropout: rate of the head's dropout.
+        front: a :data:`FRONTS` name: fixed signal processing applied to the pixels before the backbone.
 
     Raises:
         EdgeDetectError: unknown name, weights this architecture lacks, missing weights file, or a failed download.
@@ -128,9 +187,13 @@ def build_model(name: str, img_size: int | None = None, weights: str | None = No
             raise EdgeDetectError(f"'{name}' has no pretrained weights; use --weights none")
         if weights != "imagenet" and not Path(weights).is_file():
             raise EdgeDetectError(f"--weights {weights}: file not found (use none, imagenet or a local weights file)")
+    _, front_fn = get_front(front)
+    if front_fn is not None and img_size % 2:
+        raise EdgeDetectError(f"--front {front} needs an even input size, received {img_size}")
     inputs = keras.Input((img_size, img_size, 3), name="image")
+    x = front_fn(inputs) if front_fn else inputs
     try:
-        features = spec.backbone(inputs, img_size, weights)
+        features = spec.backbone(x, img_size, weights)
     except Exception as e:  # Keras raises plain Exception/URLError/ValueError from its downloader and loader
         if weights is None:
             raise

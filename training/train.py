@@ -39,8 +39,8 @@ class TrainConfig:
     """Everything that defines a training run (written to ``config.json``)."""
 
     arch: str
-    data: str
-    img_size: int | None = None
+    data: str | list  # one dataset; with preprocess="crops", a list of sources (see training.native_data)
+    img_size: int | None = None  # the input side: the resize target, or the crop side with preprocess="crops"
     epochs: int = 30
     batch_size: int = 128
     lr: float = 2e-3
@@ -58,6 +58,11 @@ class TrainConfig:
     teacher: str | None = None  # a .keras/.tflite model whose p_fake the run also learns from (distillation)
     init_seed: int | None = None  # weights, data order, augmentation, dropout [default: seed]
     extra: dict = field(default_factory=dict)
+    preprocess: str = "resize"  # "resize" (whole image to img_size) or "crops" (native-resolution crops)
+    front: str = "none"  # fixed in-graph signal processing before the backbone (training.model_spec.FRONTS)
+    steps_per_epoch: int | None = None  # crops: batches per epoch [default: about one crop per image]
+    max_crops: int = 16  # crops: crops per image at evaluation (and in the exported model's metadata)
+    jpeg_prob: float = 0.5  # crops: share of training crops re-encoded as JPEG at a random quality
 
 
 def _sequence_class():
@@ -374,11 +379,69 @@ def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, 
 
     import keras
 
-    from edgedetect.data import load_dataset
     from training.model_spec import build_model, get_spec, set_trainable_layers
 
     spec = get_spec(cfg.arch)
     cfg.img_size = cfg.img_size or spec.default_img_size
+    init_seed = cfg.seed if cfg.init_seed is None else cfg.init_seed
+    if cfg.preprocess == "crops":
+        if cfg.teacher or cfg.limit:
+            raise EdgeDetectError("--teacher and --limit are not supported with --preprocess crops")
+        dataset = _NativeData(cfg, init_seed, progress, console)
+        train_seq, val_seq = dataset.train_seq, dataset.val_seq
+    elif cfg.preprocess != "resize":
+        raise EdgeDetectError(f"--preprocess {cfg.preprocess}: valid: resize, crops")
+    else:
+        dataset, train_seq, val_seq = _resize_data(cfg, init_seed, progress, console, run_dir, resume_dir)
+    keras.utils.set_random_seed(init_seed)
+    scope = _setup_devices(cfg, console)
+
+    with scope if scope is not None else _nullcontext():
+        if resume_dir is not None:
+            _metric_classes()  # registers the metric classes last.keras names
+            model = keras.saving.load_model(run_dir / "last.keras", safe_mode=True)
+            console.print(f"resuming {run_dir} at epoch {state['epoch'] + 1}/{cfg.epochs}")
+        else:
+            model = build_model(cfg.arch, cfg.img_size, cfg.weights, cfg.dropout, front=cfg.front)
+            set_trainable_layers(model, cfg.trainable_layers)
+            schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=cfg.epochs * len(train_seq), alpha=0.01)
+            model.compile(
+                optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
+                loss="binary_crossentropy",
+                metrics=_metrics(),
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config_doc = {"config": asdict(cfg), "dataset": dataset.describe(), "params": model.count_params(),
+                  "versions": _versions(), "command": previous.get("command", sys.argv)}
+    if resume_dir is not None:  # keep the command that started the run: it is the one that reproduces it
+        config_doc["resumed_with"] = previous.get("resumed_with", []) + [sys.argv]
+    atomic_write_text(run_dir / "config.json", json.dumps(config_doc, indent=1))
+    _point_latest(run_dir)
+
+    RunCheckpoint = _callbacks_class()
+    with _Progress(cfg.epochs, enabled=progress) as bar:
+        checkpoint = RunCheckpoint(run_dir, state, history, cfg.patience, init_seed, train_seq, bar)
+        if state["epoch"] < cfg.epochs and state["wait"] < cfg.patience:
+            model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, initial_epoch=state["epoch"],
+                      callbacks=[checkpoint], verbose=0, shuffle=False)
+
+    if not (run_dir / "best.keras").is_file():  # val AUC was never a number (e.g. NaN losses)
+        raise EdgeDetectError(f"{run_dir}: no epoch produced a valid val AUC, so there is no best.keras; "
+                              "check the data and try a lower --lr")
+    best = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
+    metrics = dataset.final_metrics(best, cfg) if isinstance(dataset, _NativeData) else _final_metrics(best, dataset, cfg)
+    metrics.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], train_seconds=round(state["train_seconds"], 1),
+                   params=int(best.count_params()))
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
+    plot_history(history, run_dir / "curves.png")
+    _summary(console, run_dir, metrics)
+    return run_dir
+
+
+def _resize_data(cfg: TrainConfig, init_seed: int, progress: bool, console, run_dir: Path, resume_dir):
+    """The whole-image dataset (resized to ``cfg.img_size``) and its train/val sequences."""
+    from edgedetect.data import load_dataset
+
     dataset = load_dataset(cfg.data, cfg.img_size, val_fraction=cfg.val_fraction, seed=cfg.seed, progress=progress)
     train_split, val_split = dataset.split("train"), dataset.split("val")
     if cfg.limit:
@@ -406,53 +469,64 @@ def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, 
         console.print(f"distillation: targets = {1 - TEACHER_WEIGHT:g} x label + {TEACHER_WEIGHT:g} x teacher "
                       f"p_fake (teacher agrees with {agree:.2%} of the training labels)")
 
-    init_seed = cfg.seed if cfg.init_seed is None else cfg.init_seed
-    keras.utils.set_random_seed(init_seed)
-    scope = _setup_devices(cfg, console)
     Sequence = _sequence_class()
     train_seq = Sequence(train_split.x, targets, cfg.batch_size, init_seed, cfg.augment, shuffle=True)
     val_seq = Sequence(val_split.x, val_split.y, 512, init_seed, augment=False, shuffle=False)
 
-    with scope if scope is not None else _nullcontext():
-        if resume_dir is not None:
-            _metric_classes()  # registers the metric classes last.keras names
-            model = keras.saving.load_model(run_dir / "last.keras", safe_mode=True)
-            console.print(f"resuming {run_dir} at epoch {state['epoch'] + 1}/{cfg.epochs}")
-        else:
-            model = build_model(cfg.arch, cfg.img_size, cfg.weights, cfg.dropout)
-            set_trainable_layers(model, cfg.trainable_layers)
-            schedule = keras.optimizers.schedules.CosineDecay(cfg.lr, decay_steps=cfg.epochs * len(train_seq), alpha=0.01)
-            model.compile(
-                optimizer=keras.optimizers.AdamW(schedule, weight_decay=cfg.weight_decay),
-                loss="binary_crossentropy",
-                metrics=_metrics(),
-            )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    config_doc = {"config": asdict(cfg), "dataset": dataset.describe(), "params": model.count_params(),
-                  "versions": _versions(), "command": previous.get("command", sys.argv)}
-    if resume_dir is not None:  # keep the command that started the run: it is the one that reproduces it
-        config_doc["resumed_with"] = previous.get("resumed_with", []) + [sys.argv]
-    atomic_write_text(run_dir / "config.json", json.dumps(config_doc, indent=1))
-    _point_latest(run_dir)
+    return dataset, train_seq, val_seq
 
-    RunCheckpoint = _callbacks_class()
-    with _Progress(cfg.epochs, enabled=progress) as bar:
-        checkpoint = RunCheckpoint(run_dir, state, history, cfg.patience, init_seed, train_seq, bar)
-        if state["epoch"] < cfg.epochs and state["wait"] < cfg.patience:
-            model.fit(train_seq, validation_data=val_seq, epochs=cfg.epochs, initial_epoch=state["epoch"],
-                      callbacks=[checkpoint], verbose=0, shuffle=False)
 
-    if not (run_dir / "best.keras").is_file():  # val AUC was never a number (e.g. NaN losses)
-        raise EdgeDetectError(f"{run_dir}: no epoch produced a valid val AUC, so there is no best.keras; "
-                              "check the data and try a lower --lr")
-    best = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
-    metrics = _final_metrics(best, dataset, cfg)
-    metrics.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], train_seconds=round(state["train_seconds"], 1),
-                   params=int(best.count_params()))
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))
-    plot_history(history, run_dir / "curves.png")
-    _summary(console, run_dir, metrics)
-    return run_dir
+class _NativeData:
+    """Native-resolution sources (``preprocess="crops"``): random crops to train on, the runtime's crops to score."""
+
+    def __init__(self, cfg: TrainConfig, init_seed: int, progress: bool, console):
+        from training.native_data import Augment, NO_AUGMENT, carve_val, crop_sequence_class, fixed_crops, load_sources, steps_for
+
+        sources = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
+        data, self.unreadable = load_sources(sources, progress=progress)
+        for path, problem in self.unreadable:
+            console.print(f"[yellow]skipped[/] {path}: {problem}")
+        self.train, self.val = carve_val(data, cfg.val_fraction, cfg.seed)
+        self.source = ", ".join(sources)
+        self.augment = Augment(jpeg=cfg.jpeg_prob) if cfg.augment else NO_AUGMENT
+        steps = cfg.steps_per_epoch or steps_for(self.train, cfg.batch_size, cfg.img_size)
+        self.train_seq = crop_sequence_class()(self.train, cfg.img_size, cfg.batch_size, steps, init_seed, self.augment)
+        vx, owner, vy = fixed_crops(self.val, cfg.img_size, 1)  # one centre crop per image, for checkpoint selection
+        self.val_seq = _sequence_class()(vx, vy[owner], 256, init_seed, augment=False, shuffle=False)
+        self.sizes = data.sizes()
+        console.print(f"data: {self.source}  train {len(self.train)}  val {len(self.val)} images (val carved per source "
+                      f"and class, by file); {steps} steps of {cfg.batch_size} {cfg.img_size}-px crops per epoch")
+
+    def describe(self) -> dict:
+        return {"sources": self.source, "mode": "crops", "crop": self.train_seq.crop,
+                "counts": {"train": self.train.counts(), "val": self.val.counts()}, "image_sizes": self.sizes,
+                "val": "carved from train per source and class, by file", "unreadable": len(self.unreadable),
+                "augmentation": self.augment.describe(), "sampling": "class-balanced; sources by sqrt(count)"}
+
+    def final_metrics(self, model, cfg: TrainConfig) -> dict:
+        """Val figures per image with the runtime's crops, for every combine rule; the best rule on val AUC wins."""
+        from edgedetect.crops import COMBINE_RULES, combine_all
+        from edgedetect.metrics import binary_metrics, optimal_threshold
+        from training.native_data import fixed_crops
+
+        x, owner, y = fixed_crops(self.val, cfg.img_size, cfg.max_crops)
+        p_crops = predict_keras(model, x)
+        rules = {}
+        for rule in COMBINE_RULES:
+            p = combine_all(p_crops, owner, len(y), rule)
+            t = optimal_threshold(y, p, "youden")
+            rules[rule] = {"threshold": t, "val": binary_metrics(y, p, t)}
+        rule = max(rules, key=lambda r: rules[r]["val"]["roc_auc"])
+        p = combine_all(p_crops, owner, len(y), rule)
+        threshold = rules[rule]["threshold"]
+        src = np.asarray(self.val.source)
+        per_source = {}
+        for name in sorted(set(self.val.source)):
+            m = src == name
+            per_source[name] = {"n": int(m.sum()), "accuracy": float(np.mean((p[m] >= threshold) == (y[m] == 1)))}
+        return {"threshold": threshold, "threshold_method": "youden J on val", "combine": rule,
+                "max_crops": cfg.max_crops, "combine_rules": rules, "val": rules[rule]["val"],
+                "val_at_0.5": binary_metrics(y, p, 0.5), "val_per_source": per_source}
 
 
 class _nullcontext:

@@ -19,9 +19,9 @@ def predict(
     paths: List[str] = typer.Argument(..., metavar="PATH", show_default=False,
                                       help="Image files, folders (searched recursively) or quoted glob patterns such as 'imgs/**/*.jpg'."),
     model: Optional[Path] = typer.Option(None, "--model", "-m", exists=True, dir_okay=False, show_default=False,
-                                         help="The .tflite model (its .json metadata beside it) \\[default: the shipped model]."),
+                                         help="The .tflite model (its .json metadata beside it) \\[default: the shipped pair: a 32-px model for images under the photo model's crop size, the native-resolution photo model for the rest; each result names the one that decided]."),
     threshold: Optional[float] = typer.Option(None, "--threshold", "-t", min=0.0, max=1.0, show_default=False,
-                                              help="Call an image FAKE when p_fake >= T \\[default: the model's threshold]."),
+                                              help="Call an image FAKE when p_fake >= T \\[default: the deciding model's threshold]."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document (model, threshold, results) instead of a table."),
     plot: Optional[Path] = typer.Option(None, "--plot", show_default=False,
                                         help="Also draw the images with label and confidence into this picture (.png), at most 64."),
@@ -31,14 +31,16 @@ def predict(
 ) -> None:
     """Classify images as REAL or FAKE (AI-generated). Exit 0: all classified; 1: some failed; 2: usage error."""
     from edgedetect.plots import MAX_PLOT_IMAGES, check_plot_path
-    from edgedetect.predict import default_model_path, model_description, summarize
+    from edgedetect.predict import AutoModel, load_default_models, model_description, summarize
     from edgedetect.runtime import Classifier
 
     if plot is not None:
         check_plot_path(plot, force)  # fail before the work, not after it
-    clf = Classifier(model if model is not None else default_model_path(), threads=threads)
-    t = clf.threshold if threshold is None else threshold
+    clf = Classifier(model, threads=threads) if model is not None else load_default_models(threads)
+    models = clf.models if isinstance(clf, AutoModel) else [clf]
+    t = threshold
     threshold_source = "model metadata" if threshold is None else "--threshold"
+    shown_t = " / ".join(f"{m.threshold:g}" for m in models) if threshold is None else f"{threshold:g}"
 
     results = _run_with_progress(clf, paths, t, show=not json_out)
     summary = summarize(results)
@@ -46,17 +48,26 @@ def predict(
     if plot is not None:
         from edgedetect.plots import plot_predictions
 
-        drawn = plot_predictions(results, plot, title=f"{clf.path.name} · threshold {t:g}", max_images=MAX_PLOT_IMAGES,
+        names = " + ".join(m.path.name for m in models)
+        drawn = plot_predictions(results, plot, title=f"{names} · threshold {shown_t}", max_images=MAX_PLOT_IMAGES,
                                  force=force)
 
     if json_out:
-        doc = {"model": str(clf.path), "threshold": t, "results": results, **summary,
-               "threshold_source": threshold_source, "precision": clf.metadata.precision,
-               "input_size": clf.input_size, "interpreter": f"{clf.interpreter_package} {clf.interpreter_version}",
+        first = models[0]
+        doc = {"model": str(first.path) if len(models) == 1 else [str(m.path) for m in models],
+               "threshold": first.threshold if t is None and len(models) == 1 else t, "results": results, **summary,
+               "threshold_source": threshold_source, "precision": first.metadata.precision,
+               "input_size": first.input_size,
+               "models": {m.path.name: {"path": str(m.path), "precision": m.metadata.precision, "mode": m.mode,
+                                        "input_size": m.input_size, "threshold": m.threshold} for m in models},
+               "routing": (f"shorter side < {clf.min_side} px: {clf.small.path.name}; otherwise {clf.photo.path.name}"
+                           if isinstance(clf, AutoModel) else None),
+               "interpreter": f"{first.interpreter_package} {first.interpreter_version}",
                "plot": str(plot) if plot is not None else None}
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
     else:
-        _print_human(results, summary, model_description(clf), t, threshold_source, plot, drawn)
+        _print_human(results, summary, model_description(clf), shown_t, threshold_source, plot, drawn,
+                     show_model=len(models) > 1)
     if summary["n_failed"]:
         raise typer.Exit(1)
 
@@ -74,7 +85,7 @@ def _run_with_progress(clf, paths: List[str], threshold: float, show: bool) -> l
         return predict_files(clf, paths, threshold, progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
-def _print_human(results, summary, model_line, threshold, threshold_source, plot, drawn) -> None:
+def _print_human(results, summary, model_line, threshold, threshold_source, plot, drawn, show_model=False) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -88,12 +99,20 @@ def _print_human(results, summary, model_line, threshold, threshold_source, plot
         table.add_column("path", overflow="fold")
         table.add_column("label")
         table.add_column("p_fake", justify="right")
+        if show_model:
+            table.add_column("model")
         for r in ok:
             color = "red" if r["label"] == "FAKE" else "green"
-            table.add_row(escape(r["path"]), f"[{color}]{r['label']}[/]", f"{r['p_fake']:.4f}")
+            row = [escape(r["path"]), f"[{color}]{r['label']}[/]", f"{r['p_fake']:.4f}"]
+            if show_model:
+                row.append(escape(r["model"] or ""))
+            table.add_row(*row)
         console.print(table)
+    warned = [r for r in ok if r.get("warning")]
+    for r in warned:
+        console.print(f"[yellow]warning:[/] {escape(r['path'])}: {escape(r['warning'])}", highlight=False)
     console.print(f"{summary['n_fake']} FAKE, {summary['n_real']} REAL, {summary['n_failed']} failed · "
-                  f"model {escape(model_line)} · threshold {threshold:g} ({threshold_source})", highlight=False)
+                  f"model {escape(model_line)} · threshold {threshold} ({threshold_source})", highlight=False)
     if plot is not None:
         console.print(f"plot: {escape(str(plot))} ({drawn} image{'' if drawn == 1 else 's'})", highlight=False)
     failed = [r for r in results if r["error"] is not None]

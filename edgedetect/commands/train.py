@@ -14,9 +14,14 @@ from edgedetect.cli import app
 @app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def train(
     ctx: typer.Context,
-    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture: mobilenet_v3_small, mobilenet_v3_large, resnet50, cnn or cnn_wide."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Dataset folder or .tar.gz/.zip with REAL/FAKE class folders (optionally under train/val/test)."),
-    img_size: Optional[int] = typer.Option(None, "--img-size", min=16, help="Input side in pixels [default: the architecture's, 32]."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture: mobilenet_v3_small, mobilenet_v3_large, resnet50, cnn, cnn_wide or photo_cnn (for --preprocess crops)."),
+    data: Optional[list[Path]] = typer.Option(None, "--data", help="Dataset folder or .tar.gz/.zip with REAL/FAKE class folders (optionally under train/val/test). With --preprocess crops, repeat it to combine sources; append @RxC to a source whose files are R x C grids of separate images (e.g. sd15.tar.gz@2x2) so crops stay inside one tile."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", min=16, help="Input side in pixels: the resize target, or the crop side with --preprocess crops [default: the architecture's]."),
+    preprocess: str = typer.Option("resize", "--preprocess", help="resize: the whole image, centre-cropped and resized to --img-size (CIFAKE). crops: random --img-size crops at the image's own resolution, never resized (photos)."),
+    front: str = typer.Option("none", "--front", help="Fixed signal processing inside the graph before the backbone: none, npr (image minus its 2x2 nearest down/up copy) or highpass (3x3 Laplacian)."),
+    steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", min=1, help="With --preprocess crops: batches per epoch [default: about one crop per training image]."),
+    max_crops: int = typer.Option(16, "--max-crops", min=1, help="With --preprocess crops: crops per image at evaluation and in the exported model."),
+    jpeg_prob: float = typer.Option(0.5, "--jpeg-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops re-encoded as JPEG at a random quality 60-100 (both classes alike)."),
     epochs: int = typer.Option(30, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner); also sets the cosine schedule's length."),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     lr: float = typer.Option(2e-3, "--lr", min=0.0, help="Peak learning rate of the cosine schedule (AdamW)."),
@@ -46,15 +51,19 @@ def train(
                                   f"drop {', '.join(given)} (or start a new run without --resume)")
         run_training(None, resume_dir=resume)
         return
-    if arch is None or data is None:
+    if arch is None or not data:
         raise EdgeDetectError("--arch and --data are required to start a run (or --resume RUN_DIR to continue one)")
+    if len(data) > 1 and preprocess != "crops":
+        raise EdgeDetectError(f"--data given {len(data)} times; several sources need --preprocess crops "
+                              "(or merge them into one folder)")
 
     cfg = TrainConfig(
-        arch=arch, data=str(data), img_size=img_size, epochs=epochs, batch_size=batch_size, lr=lr,
+        arch=arch, data=str(data[0]) if preprocess != "crops" else [str(d) for d in data], img_size=img_size, epochs=epochs, batch_size=batch_size, lr=lr,
         weights=None if weights == "none" else weights, trainable_layers=trainable_layers, augment=augment,
         out=str(out) if out else None, seed=seed, mixed_precision=mixed_precision, val_fraction=val_fraction,
         patience=patience, limit=limit, teacher=str(teacher) if teacher else None,
-        init_seed=init_seed,
+        init_seed=init_seed, preprocess=preprocess, front=front, steps_per_epoch=steps_per_epoch,
+        max_crops=max_crops, jpeg_prob=jpeg_prob,
     )
     run_training(cfg, resume_dir=resume)
 

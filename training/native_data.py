@@ -1,0 +1,277 @@
+"""Training data at native resolution: several sources, every image at its own pixels, random crops per batch.
+
+A source is a folder or archive with class folders (see :mod:`edgedetect.data`), optionally followed by ``@RxC``
+when each of its files is an R x C grid of separate generations (``sd15.tar.gz@2x2``): such a file is split into
+its tiles, and a crop never crosses a seam. Images are decoded once with the runtime's
+:func:`edgedetect.preprocess.open_image` and kept as uint8 arrays; a side longer than :data:`MAX_SIDE` is
+centre-*cropped* to it (never resized), which bounds memory while keeping the pixels the detector looks at.
+
+Validation is carved per source and class, by file (the tiles of one grid stay together), so a source's val
+images were never seen in training. Each batch samples images class-balanced, and within a class each source with
+weight sqrt(its count), then takes one random crop of each at an offset aligned like the runtime's crops
+(:data:`edgedetect.preprocess.CROP_ALIGN`), and augments it identically for both classes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from edgedetect.data import Layout, Scan, progress_bar
+from edgedetect.errors import EdgeDetectError
+from edgedetect.crops import CROP_ALIGN, native_crops, pad_to
+from edgedetect.preprocess import open_image
+
+MAX_SIDE = 768
+_GRID = re.compile(r"^(?P<path>.+)@(?P<rows>[1-9])x(?P<cols>[1-9])$")
+
+
+@dataclass(frozen=True)
+class Source:
+    """One ``--data`` argument: a path and the grid its files are made of (1x1: plain images)."""
+
+    path: Path
+    rows: int = 1
+    cols: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> "Source":
+        m = _GRID.match(text)
+        if m and not Path(text).exists():
+            return cls(Path(m["path"]), int(m["rows"]), int(m["cols"]))
+        return cls(Path(text))
+
+    @property
+    def name(self) -> str:
+        """``faces`` for ``.../faces.tar.gz``: how results name the source."""
+        return re.sub(r"\.(tar\.gz|tgz|tar|zip)$", "", self.path.name)
+
+    def __str__(self) -> str:
+        return f"{self.path}@{self.rows}x{self.cols}" if (self.rows, self.cols) != (1, 1) else str(self.path)
+
+
+@dataclass
+class NativeSet:
+    """Images of several sources at native resolution, with label, source and file of each."""
+
+    images: list = field(default_factory=list)
+    y: list = field(default_factory=list)
+    source: list = field(default_factory=list)
+    file: list = field(default_factory=list)  # "<source>/<relpath>", shared by the tiles of one grid
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, idx) -> "NativeSet":
+        return NativeSet([self.images[i] for i in idx], [self.y[i] for i in idx], [self.source[i] for i in idx],
+                         [self.file[i] for i in idx])
+
+    def counts(self) -> dict:
+        """``{source: {"REAL": n, "FAKE": n}}`` (classes with no image left out)."""
+        out: dict = {}
+        for s, y in zip(self.source, self.y):
+            key = ("REAL", "FAKE")[y]
+            out.setdefault(s, {}).setdefault(key, 0)
+            out[s][key] += 1
+        return out
+
+    def sizes(self) -> dict:
+        """Min, median and max of the shorter and longer side (after tiling and the MAX_SIDE crop)."""
+        short = np.array([min(a.shape[:2]) for a in self.images]) if self.images else np.zeros(1)
+        long = np.array([max(a.shape[:2]) for a in self.images]) if self.images else np.zeros(1)
+        return {"short_side": [int(short.min()), int(np.median(short)), int(short.max())],
+                "long_side": [int(long.min()), int(np.median(long)), int(long.max())]}
+
+
+def _centre_crop(arr: np.ndarray, side: int) -> np.ndarray:
+    h, w = arr.shape[:2]
+    top = max(0, (h - side) // 2) // CROP_ALIGN * CROP_ALIGN
+    left = max(0, (w - side) // 2) // CROP_ALIGN * CROP_ALIGN
+    return np.ascontiguousarray(arr[top : top + side, left : left + side])
+
+
+def _tiles(arr: np.ndarray, rows: int, cols: int) -> list[np.ndarray]:
+    h, w = arr.shape[:2]
+    th, tw = h // rows, w // cols
+    return [arr[r * th : (r + 1) * th, c * tw : (c + 1) * tw] for r in range(rows) for c in range(cols)]
+
+
+def load_sources(sources: list[str], progress: bool = True, log=print) -> tuple[NativeSet, list[tuple[str, str]]]:
+    """Decode every labelled image of ``sources`` at native resolution.
+
+    Returns:
+        ``(images, problems)``: the set, and ``(file, problem)`` for every file that could not be used.
+
+    Raises:
+        EdgeDetectError: a source that is missing, not a dataset, or has no labelled image.
+    """
+    out, problems = NativeSet(), []
+    names = [Source.parse(s).name for s in sources]
+    if len(set(names)) != len(names):
+        raise EdgeDetectError(f"--data: two sources share a name ({', '.join(names)}); results are reported per "
+                              "source name, so rename or merge them")
+    for text in sources:
+        src = Source.parse(text)
+        scan, layout, before = Scan(src.path), Layout(), len(out)
+        with progress_bar("decoding", scan, enabled=progress) as tick:
+            for relpath, data, problem in scan:
+                tick()
+                where = f"{src.path}/{relpath}"
+                placed = layout.add(relpath)
+                if placed is None:
+                    continue
+                if problem is not None:
+                    problems.append((where, problem))
+                    continue
+                try:
+                    arr = np.asarray(open_image(data), np.uint8)
+                except EdgeDetectError as e:
+                    problems.append((where, str(e).removeprefix("<bytes>: ")))
+                    continue
+                for tile in _tiles(arr, src.rows, src.cols):
+                    out.images.append(_centre_crop(tile, MAX_SIDE))
+                    out.y.append(placed[1])
+                    out.source.append(src.name)
+                    out.file.append(f"{src.name}/{relpath}")
+        if len(out) == before:
+            raise EdgeDetectError(f"{src.path}: no labelled images (expected REAL/ and/or FAKE/ folders inside)")
+        layout_problems = layout.problems()
+        if layout_problems:
+            raise EdgeDetectError(f"{src.path}: " + "; ".join(layout_problems))
+    return out, problems
+
+
+def carve_val(data: NativeSet, fraction: float, seed: int) -> tuple[NativeSet, NativeSet]:
+    """Split by file, per (source, class): ``fraction`` of each group's files (at least one) go to val."""
+    rng = np.random.default_rng(seed)
+    groups: dict = {}
+    for i, (s, y, f) in enumerate(zip(data.source, data.y, data.file)):
+        groups.setdefault((s, y), {}).setdefault(f, []).append(i)
+    train_idx, val_idx = [], []
+    for key in sorted(groups):
+        files = sorted(groups[key])
+        chosen = set(rng.permutation(len(files))[: max(1, round(fraction * len(files)))]) if len(files) > 1 else set()
+        for j, f in enumerate(files):
+            (val_idx if j in chosen else train_idx).extend(groups[key][f])
+    return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))
+
+
+@dataclass(frozen=True)
+class Augment:
+    """What is done to every training crop, whatever its class (written to the run's config).
+
+    Attributes:
+        jpeg: probability of re-encoding the crop as JPEG, at a quality drawn from ``jpeg_quality``.
+        flip: horizontal flips; rot90: rotations by multiples of 90 degrees (neither resamples a pixel).
+        gamma: maximal |log2 gamma| of a random tone curve (0 = off).
+    """
+
+    jpeg: float = 0.5
+    jpeg_quality: tuple = (60, 100)
+    flip: bool = True
+    rot90: bool = True
+    gamma: float = 0.25
+
+    def describe(self) -> list[str]:
+        out = []
+        if self.jpeg:
+            out.append(f"JPEG re-encode p={self.jpeg:g} q~U[{self.jpeg_quality[0]},{self.jpeg_quality[1]}]")
+        if self.flip:
+            out.append("horizontal flip p=0.5")
+        if self.rot90:
+            out.append("rot90 k~U{0..3}")
+        if self.gamma:
+            out.append(f"gamma 2^U[-{self.gamma:g},{self.gamma:g}]")
+        return out
+
+
+NO_AUGMENT = Augment(jpeg=0.0, flip=False, rot90=False, gamma=0.0)
+
+
+def random_crop(arr: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
+    """One crop at an aligned random offset (mirror-padded first when the image is smaller)."""
+    if arr.shape[0] < crop or arr.shape[1] < crop:
+        arr = pad_to(arr, crop)
+    h, w = arr.shape[:2]
+    top = rng.integers(0, (h - crop) // CROP_ALIGN + 1) * CROP_ALIGN
+    left = rng.integers(0, (w - crop) // CROP_ALIGN + 1) * CROP_ALIGN
+    return arr[top : top + crop, left : left + crop]
+
+
+def augment_crop(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
+    if aug.gamma:
+        g = 2.0 ** rng.uniform(-aug.gamma, aug.gamma)
+        lut = np.clip(np.rint(255.0 * (np.arange(256) / 255.0) ** g), 0, 255).astype(np.uint8)
+        x = lut[x]
+    if aug.jpeg and rng.random() < aug.jpeg:
+        buf = io.BytesIO()
+        Image.fromarray(x).save(buf, "JPEG", quality=int(rng.integers(aug.jpeg_quality[0], aug.jpeg_quality[1] + 1)))
+        x = np.asarray(Image.open(buf).convert("RGB"))
+    if aug.flip and rng.random() < 0.5:
+        x = x[:, ::-1]
+    if aug.rot90:
+        x = np.rot90(x, int(rng.integers(0, 4)))
+    return np.ascontiguousarray(x)
+
+
+def sampling_weights(data: NativeSet) -> np.ndarray:
+    """Per-image probability: half the mass per class, within a class each source by sqrt(count), uniform inside."""
+    y, src = np.asarray(data.y), np.asarray(data.source)
+    w = np.zeros(len(y))
+    for label in (0, 1):
+        in_class = y == label
+        names, counts = np.unique(src[in_class], return_counts=True)
+        if not len(names):
+            continue
+        share = np.sqrt(counts) / np.sqrt(counts).sum()
+        for name, n, s in zip(names, counts, share):
+            w[in_class & (src == name)] = 0.5 * s / n
+    return w / w.sum()
+
+
+def crop_sequence_class():
+    import keras
+
+    class CropSequence(keras.utils.PyDataset):
+        """``steps`` batches of random augmented crops per epoch, reseeded from (seed, epoch) for resumable runs."""
+
+        def __init__(self, data: NativeSet, crop: int, batch_size: int, steps: int, seed: int, aug: Augment):
+            super().__init__()
+            self.data, self.crop, self.batch_size, self.steps, self.seed, self.aug = data, crop, batch_size, steps, seed, aug
+            self.weights = sampling_weights(data)
+            self.set_epoch(0)
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __len__(self):
+            return self.steps
+
+        def __getitem__(self, i):
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            idx = rng.choice(len(self.data), self.batch_size, p=self.weights)
+            x = np.stack([augment_crop(random_crop(self.data.images[j], self.crop, rng), self.aug, rng) for j in idx])
+            return x.astype("float32"), np.asarray(self.data.y, "float32")[idx]
+
+    return CropSequence
+
+
+def fixed_crops(data: NativeSet, crop: int, max_crops: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The runtime's deterministic crops of every image: ``(crops, image index of each crop, labels per image)``."""
+    crops, owner = [], []
+    for i, arr in enumerate(data.images):
+        c, _, _ = native_crops(arr, crop, max_crops)
+        crops.append(c)
+        owner.append(np.full(len(c), i))
+    return np.concatenate(crops), np.concatenate(owner), np.asarray(data.y)
+
+
+def steps_for(data: NativeSet, batch_size: int, crop: int) -> int:
+    """Default steps per epoch: about one crop per image per epoch, and at least 50 steps."""
+    return max(50, math.ceil(len(data) / batch_size))
