@@ -321,6 +321,7 @@ class CalibrationSet:
     split: str
     available: int
     seed: int
+    preprocessing: str = "edgedetect.preprocess.load_image (the runtime's), raw RGB 0-255"
 
     def counts(self) -> dict:
         if self.y is None:
@@ -336,7 +337,7 @@ class CalibrationSet:
             "available": self.available,
             "sampling": "equal numbers per class where available, drawn with numpy default_rng(seed)",
             "seed": self.seed,
-            "preprocessing": "edgedetect.preprocess.load_image (the runtime's), raw RGB 0-255",
+            "preprocessing": self.preprocessing,
         }
 
 
@@ -408,9 +409,25 @@ def load_calibration(source: str | os.PathLike, input_size: int, n: int, seed: i
     return CalibrationSet(split.x[idx], split.y[idx].astype(int), str(path), split_name, len(split), seed)
 
 
+def load_crop_calibration(sources: list, crop: int, n: int, max_crops: int, seed: int = CALIB_SEED,
+                          progress: bool = False) -> CalibrationSet:
+    """``n`` calibration crops for a native-resolution model: the runtime's crops of images drawn class-balanced
+    from the run's sources (the same :func:`edgedetect.crops.native_crops` that predict uses)."""
+    from training.native_data import fixed_crops, load_sources
+
+    data, _ = load_sources(list(sources), progress=progress)
+    images = data.subset(stratified_sample(np.asarray(data.y), n, seed))
+    x, owner, y = fixed_crops(images, crop, max_crops)
+    idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
+    calib = CalibrationSet(x[idx], y[owner[idx]].astype(int), ", ".join(map(str, sources)), "all sources", len(data), seed)
+    calib.preprocessing = (f"edgedetect.crops.native_crops ({crop}-px crops at native resolution, up to {max_crops} "
+                           f"per image), raw RGB 0-255; {n} crops from {len(images)} images")
+    return calib
+
+
 def _resolve_run_data(run: RunInfo) -> Optional[Path]:
     data = run.settings.get("data")
-    if not data:
+    if not data or not isinstance(data, str):
         return None
     for candidate in (Path(data), run.run_dir.parent.parent / data if run.run_dir else None):
         if candidate is not None and candidate.exists():
@@ -583,6 +600,23 @@ def _metadata(src: _Source, run: RunInfo, precision: str, io: str, threshold: fl
         in_graph = get_spec(arch).preprocessing
     if in_graph:
         preprocessing["normalisation"] = f"inside the model graph: {in_graph}"
+    front = run.settings.get("front", "none")
+    if front != "none":
+        from training.model_spec import get_front
+
+        preprocessing["front_end"] = f"inside the model graph: {get_front(front)[0]}"
+    if run.settings.get("preprocess") == "crops":
+        from edgedetect.crops import CROP_ALIGN
+
+        preprocessing.update(
+            mode="crops", resize=None, max_crops=int(run.metrics.get("max_crops", run.settings.get("max_crops", 16))),
+            combine=run.metrics.get("combine", "mean"),
+            crops=(f"{src.input_size}-px crops of the image at its own resolution (never resized) on an even grid "
+                   f"covering it, offsets multiples of {CROP_ALIGN}, at most max_crops; p_fake = combine of the crops' "
+                   "p_fake (edgedetect.crops)"),
+            small_images=f"a side under {src.input_size} px is mirror-padded to it and the result carries a warning")
+    else:
+        preprocessing["mode"] = "resize"
     training, metrics = {}, {}
     if run.run_dir is not None:
         command = run.config.get("command")
@@ -593,6 +627,10 @@ def _metadata(src: _Source, run: RunInfo, precision: str, io: str, threshold: fl
         for key in ("best_epoch", "epochs_run", "train_seconds", "params"):
             if key in run.metrics:
                 training[key] = run.metrics[key]
+        dataset = run.config.get("dataset") or {}
+        if "image_sizes" in dataset:  # what the model saw; the runtime warns far outside it
+            training["image_sizes"] = dataset["image_sizes"]
+            training["sources"] = list(dataset.get("counts", {}).get("train", {}))
         metrics = _labelled_metrics(run)
     return ModelMetadata(
         input_size=src.input_size, precision=precision, threshold=float(threshold), labels=list(LABELS), io=io,
@@ -689,7 +727,11 @@ def convert(model_path: Optional[str | os.PathLike], config: ConversionConfig, l
     for target in to_check:  # every output before any work: never half a set of files
         check_writable(target, config.force)
 
-    calib_source, calib_origin = _calibration_source(config, run, int8)
+    crops_run = run.settings.get("preprocess") == "crops"
+    if crops_run and not config.calib:  # native-resolution run: calibrate on its own sources' crops
+        calib_source, calib_origin = None, "the run's training sources"
+    else:
+        calib_source, calib_origin = _calibration_source(config, run, int8)
 
     with _quiet():
         src = _load_source(path)
@@ -697,8 +739,13 @@ def convert(model_path: Optional[str | os.PathLike], config: ConversionConfig, l
     threshold = float(run.metrics.get("threshold", 0.5))
     notes: list[str] = []
     calib = None
-    if calib_source is not None and (int8 or config.check):
+    if crops_run and not config.calib and (int8 or config.check):
+        calib = load_crop_calibration(run.settings["data"], src.input_size, config.num_calib,
+                                      int(run.metrics.get("max_crops", run.settings.get("max_crops", 16))), config.seed,
+                                      progress=progress)
+    elif calib_source is not None and (int8 or config.check):
         calib = load_calibration(calib_source, src.input_size, config.num_calib, config.seed, progress=progress)
+    if calib is not None:
         use = "calibration and agreement check" if int8 else "agreement check"
         log(f"data: {calib.source} ({calib_origin}), split {calib.split}: {len(calib.x)} images "
             f"{calib.counts()} of {calib.available}, seed {calib.seed}, for {use}")

@@ -32,24 +32,21 @@ def crop_boxes(width: int, height: int, crop: int, max_crops: int = DEFAULT_MAX_
     if crop <= 0 or max_crops <= 0:
         raise ValueError("crop and max_crops must be positive")
 
-    def counts():
-        nx, ny = max(1, math.ceil(width / crop)), max(1, math.ceil(height / crop))
-        while nx * ny > max_crops:  # drop a column or row from the longer direction, keeping the grid's shape
-            if nx / max(1, width) * height >= ny and nx > 1 or ny == 1:
-                nx -= 1
-            else:
-                ny -= 1
-        return nx, ny
-
     def offsets(side: int, n: int) -> list[int]:
         span = side - crop
         if span <= 0:
             return [0]
+        n = min(n, span // CROP_ALIGN + 1)  # no two crops at the same aligned offset
         if n == 1:
             return [(span // 2) // CROP_ALIGN * CROP_ALIGN]
-        return [(round(i * span / (n - 1))) // CROP_ALIGN * CROP_ALIGN for i in range(n)]
+        return sorted({round(i * span / (n - 1)) // CROP_ALIGN * CROP_ALIGN for i in range(n)})
 
-    nx, ny = counts()
+    nx, ny = max(1, math.ceil(width / crop)), max(1, math.ceil(height / crop))
+    while nx * ny > max_crops:  # thin the direction with more crops (the longer side on a tie)
+        if nx > ny or (nx == ny and width >= height):
+            nx -= 1
+        else:
+            ny -= 1
     return [(x, y, x + crop, y + crop) for y in offsets(height, ny) for x in offsets(width, nx)]
 
 

@@ -22,13 +22,43 @@ from edgedetect import LABELS
 from edgedetect.data import SPLITS, Layout, Scan, progress_bar
 
 
-def _header(data: bytes) -> tuple[int, int, str, str]:
+def _header(data: bytes) -> tuple[int, int, str, str, int | None]:
+    """``(width, height, mode, format, JPEG quality or None)`` from the header alone."""
     from PIL import Image
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         with Image.open(io.BytesIO(data)) as img:
-            return img.width, img.height, img.mode, img.format or "?"
+            quality = jpeg_quality(getattr(img, "quantization", None)) if img.format == "JPEG" else None
+            return img.width, img.height, img.mode, img.format or "?", quality
+
+
+# The IJG (libjpeg) luminance table at quality 50; every encoder that takes a "quality" scales it.
+_IJG_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+             14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+             49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
+def jpeg_quality(tables) -> int | None:
+    """The IJG quality (1-100) whose luminance table is closest to a JPEG's first table; None without tables.
+
+    The inverse of libjpeg's scaling (``scale = 5000/q`` below 50, ``200 - 2q`` above), applied to the table's sum;
+    an encoder with its own tables (cameras, some phones) gets the nearest IJG quality, an estimate.
+    """
+    if not tables:
+        return None
+    table = tables.get(0) if isinstance(tables, dict) else tables[0]
+    if table is None or len(table) != 64:
+        return None
+    scale = 100.0 * sum(table) / sum(_IJG_LUMA)
+    quality = (200 - scale) / 2 if scale <= 100 else 5000 / scale
+    return int(min(100, max(1, round(quality))))
+
+
+def _codec(fmt: str, quality: int | None) -> str:
+    if fmt != "JPEG" or quality is None:
+        return fmt
+    return f"JPEG q≈{quality // 5 * 5}"
 
 
 def _spread(values: list[int]) -> dict[str, int]:
@@ -58,6 +88,7 @@ def inspect_dataset(paths: str | Path | Sequence[str | Path], progress: bool = T
     sizes: dict[tuple[str, int], tuple[list[int], list[int]]] = defaultdict(lambda: ([], []))
     modes: dict[tuple[str, int], Counter] = defaultdict(Counter)
     formats: dict[tuple[str, int], Counter] = defaultdict(Counter)
+    per_source: dict[tuple[str, int], dict] = defaultdict(lambda: {"codecs": Counter(), "modes": Counter(), "short": []})
     by_hash: dict[bytes, list[tuple[str, int, str]]] = defaultdict(list)
     unreadable: list[dict[str, str]] = []
     for scan in scans:
@@ -75,7 +106,7 @@ def inspect_dataset(paths: str | Path | Sequence[str | Path], progress: bool = T
                     problem = "empty file (0 bytes)"
                 if problem is None:
                     try:
-                        w, h, mode, fmt = _header(data)
+                        w, h, mode, fmt, quality = _header(data)
                     except Exception as e:  # Pillow raises many kinds of errors on malformed headers
                         problem = f"cannot open image ({str(e) or type(e).__name__})"
                 if problem is not None:
@@ -86,6 +117,10 @@ def inspect_dataset(paths: str | Path | Sequence[str | Path], progress: bool = T
                 sizes[key][1].append(h)
                 modes[key][mode] += 1
                 formats[key][fmt] += 1
+                src = per_source[scan.path.name, label]
+                src["codecs"][_codec(fmt, quality)] += 1
+                src["modes"][mode] += 1
+                src["short"].append(min(w, h))
                 by_hash[hashlib.sha256(data).digest()].append((split, label, prefix + relpath))
 
     splits = [s for s in SPLITS if any(s in layout.counts_by_split() for _, layout in layouts)]
@@ -113,8 +148,74 @@ def inspect_dataset(paths: str | Path | Sequence[str | Path], progress: bool = T
         "layout_problems": [prefix + p for prefix, layout in layouts for p in layout.problems()],
         "duplicates_within": _within(by_hash, splits, examples),
         "duplicates_across": _across(by_hash, splits, examples),
+        "by_source": _by_source(per_source),
+        "confounds": confounds(per_source),
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def _by_source(per_source) -> dict:
+    out: dict = {}
+    for (source, label), st in sorted(per_source.items()):
+        out.setdefault(source, {})[LABELS[label]] = {
+            "images": len(st["short"]), "codecs": dict(st["codecs"].most_common()),
+            "modes": dict(st["modes"].most_common()), "short_side": _spread(st["short"])}
+    return out
+
+
+def _describe(st: dict, top: int = 2) -> str:
+    n = len(st["short"])
+    parts = [f"{c} ({k:,})" for c, k in st["codecs"].most_common(top)]
+    if len(st["codecs"]) > top:
+        parts.append(f"{len(st['codecs']) - top} more")
+    return ", ".join(parts) + f"; short side median {int(statistics.median_low(st['short']))} px of {n:,}"
+
+
+def confounds(per_source) -> list[str]:
+    """Warning lines for the ways REAL and FAKE differ that a model can learn instead of the generator's traces.
+
+    Compared over all sources together (what a run trained on them sees) and within each source that has both
+    classes: the codec (format and JPEG quality in steps of 5), the colour mode, and the image size.
+    """
+    def pooled(label):
+        st = {"codecs": Counter(), "modes": Counter(), "short": []}
+        for (_, lab), s in per_source.items():
+            if lab == label:
+                st["codecs"].update(s["codecs"])
+                st["modes"].update(s["modes"])
+                st["short"].extend(s["short"])
+        return st
+
+    groups = [("all sources", pooled(0), pooled(1))]
+    sources = sorted({s for s, _ in per_source})
+    if len(sources) > 1:
+        groups += [(s, per_source[s, 0], per_source[s, 1]) for s in sources if (s, 0) in per_source and (s, 1) in per_source]
+    lines = []
+    for where, real, fake in groups:
+        if not real["short"] or not fake["short"]:
+            continue
+        share = lambda st, key, c: st[key][c] / max(1, sum(st[key].values()))  # noqa: E731
+        codecs = set(real["codecs"]) | set(fake["codecs"])
+        gap = max(abs(share(real, "codecs", c) - share(fake, "codecs", c)) for c in codecs)
+        modes = set(real["modes"]) | set(fake["modes"])
+        mode_gap = max(abs(share(real, "modes", m) - share(fake, "modes", m)) for m in modes)
+        r_side, f_side = statistics.median_low(real["short"]), statistics.median_low(fake["short"])
+        reasons = []
+        if gap >= 0.3:
+            reasons.append(f"codec differs by class ({gap:.0%} of images)")
+        for c in sorted(codecs):  # a codec one class never has is a label by itself, however rare
+            for name, st, other in (("REAL", real, fake), ("FAKE", fake, real)):
+                if share(st, "codecs", c) >= 0.05 and other["codecs"][c] == 0 and gap < 0.3:
+                    reasons.append(f"{c} only in {name} ({st['codecs'][c]:,} of {len(st['short']):,})")
+        if mode_gap >= 0.2:
+            reasons.append(f"colour mode differs by class ({mode_gap:.0%} of images)")
+        if max(r_side, f_side) >= 1.5 * min(r_side, f_side):
+            reasons.append(f"size differs by class (median short side {r_side} vs {f_side} px)")
+        if reasons:
+            lines.append(f"{where}: {'; '.join(reasons)}: REAL: {_describe(real)} | FAKE: {_describe(fake)}; a model "
+                         "can learn this instead of the generator's traces (re-encode both classes alike, crop "
+                         "instead of resizing)")
+    return lines
 
 
 def _within(by_hash, splits: list[str], examples: int) -> dict[str, dict]:
@@ -180,6 +281,21 @@ def format_report(report: dict) -> str:
     for r in rows:
         lines.append("  ".join(c.ljust(w) if i < 2 or i > 4 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip())
     lines.append("")
+    if len(report.get("by_source", {})) > 0:
+        lines.append("per source and class (codec: format, JPEG quality estimated from the quantisation tables):")
+        for source, classes in report["by_source"].items():
+            for label, st in classes.items():
+                codecs = ", ".join(f"{c} {n:,}" for c, n in list(st["codecs"].items())[:4])
+                more = f", +{len(st['codecs']) - 4} more" if len(st["codecs"]) > 4 else ""
+                modes = ", ".join(f"{m} {n:,}" for m, n in st["modes"].items())
+                side = "/".join(str(st["short_side"][k]) for k in ("min", "median", "max"))
+                lines.append(f"  {source} {label}: {st['images']:,} images; {codecs}{more}; modes {modes}; "
+                             f"short side min/med/max {side}")
+        for line in report["confounds"]:
+            lines.append(f"warning: {line}")
+        if not report["confounds"]:
+            lines.append("no codec, mode or size difference between the classes large enough to warn about")
+        lines.append("")
     for item in report["unreadable"][:10]:
         lines.append(f"unreadable: {item['path']}: {item['problem']}")
     if n_unread > 10:

@@ -220,6 +220,25 @@ def augment_crop(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.nd
     return np.ascontiguousarray(x)
 
 
+_UPSAMPLERS = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)
+
+
+def synthetic_fake(arr: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
+    """A FAKE training crop made from a REAL image: a crop of half the size upsampled 2x (nearest, bilinear or
+    bicubic), then smoothed by a random near-identity 3x3 filter, as a generator's upsampling layer and the
+    convolution after it would leave it (the idea of Zhang et al. 2019, "AutoGAN", without training a generator).
+    The detector learns upsampling traces that no particular generator owns, not the content of FAKE sources."""
+    half = random_crop(arr, crop // 2, rng)
+    up = np.asarray(Image.fromarray(half).resize((crop, crop), _UPSAMPLERS[rng.integers(len(_UPSAMPLERS))]), np.float32)
+    k = np.zeros((3, 3), np.float32)
+    k[1, 1] = 1.0
+    k += rng.normal(0, 0.08, (3, 3)).astype(np.float32)
+    k /= k.sum()
+    padded = np.pad(up, ((1, 1), (1, 1), (0, 0)), mode="edge")
+    out = sum(k[i, j] * padded[i : i + crop, j : j + crop] for i in range(3) for j in range(3))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+
+
 def sampling_weights(data: NativeSet) -> np.ndarray:
     """Per-image probability: half the mass per class, within a class each source by sqrt(count), uniform inside."""
     y, src = np.asarray(data.y), np.asarray(data.source)
@@ -241,10 +260,14 @@ def crop_sequence_class():
     class CropSequence(keras.utils.PyDataset):
         """``steps`` batches of random augmented crops per epoch, reseeded from (seed, epoch) for resumable runs."""
 
-        def __init__(self, data: NativeSet, crop: int, batch_size: int, steps: int, seed: int, aug: Augment):
+        def __init__(self, data: NativeSet, crop: int, batch_size: int, steps: int, seed: int, aug: Augment,
+                     synth_fakes: float = 0.0):
             super().__init__()
             self.data, self.crop, self.batch_size, self.steps, self.seed, self.aug = data, crop, batch_size, steps, seed, aug
             self.weights = sampling_weights(data)
+            self.synth_fakes = synth_fakes
+            y = np.asarray(data.y)
+            self.real_weights = np.where(y == 0, self.weights, 0.0) / max(1e-12, self.weights[y == 0].sum())
             self.set_epoch(0)
 
         def set_epoch(self, epoch):
@@ -256,8 +279,16 @@ def crop_sequence_class():
         def __getitem__(self, i):
             rng = np.random.default_rng([self.seed, self.epoch, i])
             idx = rng.choice(len(self.data), self.batch_size, p=self.weights)
-            x = np.stack([augment_crop(random_crop(self.data.images[j], self.crop, rng), self.aug, rng) for j in idx])
-            return x.astype("float32"), np.asarray(self.data.y, "float32")[idx]
+            y = np.asarray(self.data.y, "float32")[idx]
+            crops = []
+            for j, label in zip(idx, y):
+                if label == 1 and self.synth_fakes and rng.random() < self.synth_fakes:  # a FAKE made from a REAL image
+                    real = rng.choice(len(self.data), p=self.real_weights)
+                    crops.append(synthetic_fake(self.data.images[real], self.crop, rng))
+                else:
+                    crops.append(random_crop(self.data.images[j], self.crop, rng))
+            x = np.stack([augment_crop(c, self.aug, rng) for c in crops])
+            return x.astype("float32"), y
 
     return CropSequence
 

@@ -63,6 +63,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # crops: batches per epoch [default: about one crop per image]
     max_crops: int = 16  # crops: crops per image at evaluation (and in the exported model's metadata)
     jpeg_prob: float = 0.5  # crops: share of training crops re-encoded as JPEG at a random quality
+    synth_fakes: float = 0.0  # crops: share of FAKE samples made from REAL crops by 2x upsampling (AutoGAN-like)
 
 
 def _sequence_class():
@@ -490,7 +491,8 @@ class _NativeData:
         self.source = ", ".join(sources)
         self.augment = Augment(jpeg=cfg.jpeg_prob) if cfg.augment else NO_AUGMENT
         steps = cfg.steps_per_epoch or steps_for(self.train, cfg.batch_size, cfg.img_size)
-        self.train_seq = crop_sequence_class()(self.train, cfg.img_size, cfg.batch_size, steps, init_seed, self.augment)
+        self.train_seq = crop_sequence_class()(self.train, cfg.img_size, cfg.batch_size, steps, init_seed, self.augment,
+                                               cfg.synth_fakes)
         vx, owner, vy = fixed_crops(self.val, cfg.img_size, 1)  # one centre crop per image, for checkpoint selection
         self.val_seq = _sequence_class()(vx, vy[owner], 256, init_seed, augment=False, shuffle=False)
         self.sizes = data.sizes()
@@ -501,7 +503,9 @@ class _NativeData:
         return {"sources": self.source, "mode": "crops", "crop": self.train_seq.crop,
                 "counts": {"train": self.train.counts(), "val": self.val.counts()}, "image_sizes": self.sizes,
                 "val": "carved from train per source and class, by file", "unreadable": len(self.unreadable),
-                "augmentation": self.augment.describe(), "sampling": "class-balanced; sources by sqrt(count)"}
+                "augmentation": self.augment.describe(), "sampling": "class-balanced; sources by sqrt(count)",
+                "synthetic_fakes": (f"{cfg_share:.0%} of FAKE samples: a REAL crop upsampled 2x and smoothed"
+                                    if (cfg_share := self.train_seq.synth_fakes) else "none")}
 
     def final_metrics(self, model, cfg: TrainConfig) -> dict:
         """Val figures per image with the runtime's crops, for every combine rule; the best rule on val AUC wins."""
@@ -511,10 +515,18 @@ class _NativeData:
 
         x, owner, y = fixed_crops(self.val, cfg.img_size, cfg.max_crops)
         p_crops = predict_keras(model, x)
+        def threshold_for(p):
+            # Youden's J picks a val score; midway to the next lower one classifies val the same and keeps a margin,
+            # which a well-separated val set needs (else the threshold sits on the edge of the FAKE scores, e.g.
+            # above 0.996, the largest p_fake an int8 output with scale 1/256 can express).
+            t = optimal_threshold(y, p, "youden")
+            below = p[p < t]
+            return float((t + below.max()) / 2) if len(below) else t
+
         rules = {}
         for rule in COMBINE_RULES:
             p = combine_all(p_crops, owner, len(y), rule)
-            t = optimal_threshold(y, p, "youden")
+            t = threshold_for(p)
             rules[rule] = {"threshold": t, "val": binary_metrics(y, p, t)}
         rule = max(rules, key=lambda r: rules[r]["val"]["roc_auc"])
         p = combine_all(p_crops, owner, len(y), rule)
@@ -524,7 +536,8 @@ class _NativeData:
         for name in sorted(set(self.val.source)):
             m = src == name
             per_source[name] = {"n": int(m.sum()), "accuracy": float(np.mean((p[m] >= threshold) == (y[m] == 1)))}
-        return {"threshold": threshold, "threshold_method": "youden J on val", "combine": rule,
+        return {"threshold": threshold, "threshold_method": "youden J on val, midway to the next lower val score",
+                "combine": rule,
                 "max_crops": cfg.max_crops, "combine_rules": rules, "val": rules[rule]["val"],
                 "val_at_0.5": binary_metrics(y, p, 0.5), "val_per_source": per_source}
 

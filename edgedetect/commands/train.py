@@ -21,6 +21,7 @@ def train(
     front: str = typer.Option("none", "--front", help="Fixed signal processing inside the graph before the backbone: none, npr (image minus its 2x2 nearest down/up copy) or highpass (3x3 Laplacian)."),
     steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", min=1, help="With --preprocess crops: batches per epoch [default: about one crop per training image]."),
     max_crops: int = typer.Option(16, "--max-crops", min=1, help="With --preprocess crops: crops per image at evaluation and in the exported model."),
+    synth_fakes: float = typer.Option(0.0, "--synth-fakes", min=0.0, max=1.0, help="With --preprocess crops: share of FAKE samples replaced by REAL crops upsampled 2x and lightly smoothed (generator-like upsampling traces without a generator's content)."),
     jpeg_prob: float = typer.Option(0.5, "--jpeg-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops re-encoded as JPEG at a random quality 60-100 (both classes alike)."),
     epochs: int = typer.Option(30, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner); also sets the cosine schedule's length."),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
@@ -63,7 +64,7 @@ def train(
         out=str(out) if out else None, seed=seed, mixed_precision=mixed_precision, val_fraction=val_fraction,
         patience=patience, limit=limit, teacher=str(teacher) if teacher else None,
         init_seed=init_seed, preprocess=preprocess, front=front, steps_per_epoch=steps_per_epoch,
-        max_crops=max_crops, jpeg_prob=jpeg_prob,
+        max_crops=max_crops, jpeg_prob=jpeg_prob, synth_fakes=synth_fakes,
     )
     run_training(cfg, resume_dir=resume)
 

@@ -1,0 +1,231 @@
+"""Cross-source evaluation of native-resolution detectors: train on some sources, test on the ones left out.
+
+One command reproduces ``benchmarks/generalisation.md`` and ``benchmarks/results/generalisation.json``::
+
+    python benchmarks/generalisation.py                # trains what is missing (~10-15 min a protocol on 2 cores)
+    python benchmarks/generalisation.py --protocol A   # one protocol
+
+Each protocol trains ``photo_cnn`` with the NPR front end on its training sources (``edgedetect train
+--preprocess crops``; an existing run folder is reused), converts it to fp32 and int8 .tflite (``edgedetect
+convert``), then scores every held-out source three ways: the Keras model, the fp32 file and the int8 file, the
+last two through ``edgedetect.predict.predict_files`` — exactly what ``edgedetect predict`` does. Per source it
+reports accuracy at the model's threshold (chosen on the training sources' val split, never on held-out data)
+and ROC-AUC of that source against the held-out images of the other class.
+
+sd15 files are 2x2 grids: held out, each tile is written as a lossless PNG of its decoded pixels and scored as
+one image (the decoded pixels are the WebP's; only the container changes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+DATA = REPO.parent / "shared" / "data"
+GRIDS = {"sd15": (2, 2)}
+TRAIN_SETTINGS = ["--arch", "photo_cnn", "--preprocess", "crops", "--front", "npr", "--img-size", "96",
+                  "--epochs", "20", "--steps-per-epoch", "75", "--batch-size", "32", "--patience", "20"]
+PROTOCOLS = {
+    "A": {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"]},
+    "B": {"train": ["sdfd", "dreambooth"], "test": ["faces", "sd15", "imagenet"]},
+}
+
+
+def source_arg(name: str) -> str:
+    rows_cols = GRIDS.get(name)
+    path = DATA / f"{name}.tar.gz"
+    return f"{path}@{rows_cols[0]}x{rows_cols[1]}" if rows_cols else str(path)
+
+
+def extract(name: str, work: Path) -> Path:
+    """The source as a folder of images (grids split into PNG tiles); reused when already there."""
+    from PIL import Image
+
+    folder = work / "sources" / name
+    done = folder / ".complete"
+    if done.is_file():
+        return folder
+    with tarfile.open(DATA / f"{name}.tar.gz") as tar:
+        tar.extractall(folder, filter="data")
+    if name in GRIDS:
+        rows, cols = GRIDS[name]
+        for path in sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".webp", ".png", ".jpg")):
+            with Image.open(path) as img:
+                img = img.convert("RGB")
+                w, h = img.size[0] // cols, img.size[1] // rows
+                for r in range(rows):
+                    for c in range(cols):
+                        img.crop((c * w, r * h, (c + 1) * w, (r + 1) * h)).save(path.with_name(f"{path.stem}_t{r}{c}.png"))
+            path.unlink()
+    done.write_text("ok\n")
+    return folder
+
+
+def labelled_files(folder: Path) -> list[tuple[str, int]]:
+    from edgedetect.data import classify, is_image_name
+
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and is_image_name(p.name):
+            label = classify(p.relative_to(folder).as_posix())[1]
+            if label is not None:
+                out.append((str(p), label))
+    return out
+
+
+def run(cmd: list[str]) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def ensure_run(name: str, spec: dict, runs: Path) -> Path:
+    run_dir = runs / f"photo-{name}-{'_'.join(spec['train'])}"
+    if not (run_dir / "metrics.json").is_file():
+        cmd = [sys.executable, "-m", "edgedetect", "train", *TRAIN_SETTINGS, "--out", str(run_dir)]
+        for s in spec["train"]:
+            cmd += ["--data", source_arg(s)]
+        if (run_dir / "state.json").is_file():
+            cmd = [sys.executable, "-m", "edgedetect", "train", "--resume", str(run_dir)]
+        run(cmd)
+    for precision in ("fp32", "int8"):
+        if not (run_dir / f"{run_dir.name}_{precision}.tflite").is_file():
+            run([sys.executable, "-m", "edgedetect", "convert", str(run_dir / "best.keras"), "--quant", precision])
+    return run_dir
+
+
+def keras_scores(run_dir: Path, files: list[str]) -> np.ndarray:
+    import keras
+
+    from edgedetect.crops import combine, native_crops
+    from edgedetect.preprocess import open_image
+    from training.train import predict_keras
+
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    model = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
+    size = int(model.input_shape[1])
+    out = []
+    for path in files:
+        crops, _, _ = native_crops(open_image(path), size, int(metrics["max_crops"]))
+        out.append(combine(predict_keras(model, crops), metrics["combine"]))
+    return np.array(out)
+
+
+def tflite_scores(model: Path, files: list[str]) -> tuple[np.ndarray, float, int]:
+    from edgedetect.predict import predict_files
+    from edgedetect.runtime import Classifier
+
+    clf = Classifier(model)
+    results = predict_files(clf, files)
+    by_path = {r["path"]: r for r in results}
+    warned = sum(1 for r in results if r.get("warning"))
+    return np.array([by_path[f]["p_fake"] for f in files]), clf.threshold, warned
+
+
+def per_source(scores: np.ndarray, labels: np.ndarray, sources: np.ndarray, threshold: float) -> dict:
+    from edgedetect.metrics import binary_metrics, roc_auc
+
+    out = {"all held-out": {**_brief(binary_metrics(labels, scores, threshold)), "n": int(len(labels))}}
+    for name in dict.fromkeys(sources):
+        m = sources == name
+        label = int(labels[m][0])
+        other = labels != label  # the held-out images of the other class
+        idx = m | other
+        auc = roc_auc(labels[idx], scores[idx]) if other.any() else None
+        out[name] = {"class": ("REAL", "FAKE")[label], "n": int(m.sum()),
+                     "accuracy": float(np.mean((scores[m] >= threshold) == (label == 1))),
+                     "roc_auc_vs_other_class": auc, "median_p_fake": float(np.median(scores[m]))}
+    return out
+
+
+def _brief(m: dict) -> dict:
+    return {k: m[k] for k in ("accuracy", "roc_auc", "f1", "balanced_accuracy") if k in m}
+
+
+def protocol(name: str, spec: dict, runs: Path, work: Path) -> dict:
+    run_dir = ensure_run(name, spec, runs)
+    files, labels, sources = [], [], []
+    for s in spec["test"]:
+        for path, label in labelled_files(extract(s, work)):
+            files.append(path)
+            labels.append(label)
+            sources.append(s)
+    labels, sources = np.array(labels), np.array(sources)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    results = {"train_sources": spec["train"], "test_sources": spec["test"], "run": str(run_dir),
+               "threshold": metrics["threshold"], "combine": metrics["combine"], "max_crops": metrics["max_crops"],
+               "val_in_source": _brief(metrics["val"]), "val_per_source": metrics.get("val_per_source"), "models": {}}
+    t0 = time.perf_counter()
+    results["models"]["keras"] = per_source(keras_scores(run_dir, files), labels, sources, metrics["threshold"])
+    for precision in ("fp32", "int8"):
+        path = run_dir / f"{run_dir.name}_{precision}.tflite"
+        scores, threshold, warned = tflite_scores(path, files)
+        results["models"][precision] = per_source(scores, labels, sources, threshold)
+        results["models"][precision]["images_with_warning"] = warned
+    results["scoring_seconds"] = round(time.perf_counter() - t0, 1)
+    return results
+
+
+def markdown(doc: dict) -> str:
+    lines = ["# Cross-source generalisation of the native-resolution detector", "",
+             f"Made by `python benchmarks/generalisation.py` on {doc['date']} ({doc['host']}). Each protocol trains on "
+             "some sources of `../shared/data` and tests on the sources left out; no held-out image is used for "
+             "training, threshold or checkpoint choice. Accuracy is at the model's threshold (chosen on the training "
+             "sources' val split); a source's ROC-AUC is against the held-out images of the other class.", ""]
+    for name, res in doc["protocols"].items():
+        lines += [f"## Protocol {name}: train on {' + '.join(res['train_sources'])}, test on {' + '.join(res['test_sources'])}",
+                  "", f"Run `{res['run']}`; threshold {res['threshold']:.3f}; per image: {res['combine']} of up to "
+                  f"{res['max_crops']} crops. In-source val (carved from the training sources): accuracy "
+                  f"{res['val_in_source']['accuracy']:.3f}, ROC-AUC {res['val_in_source']['roc_auc']:.3f}.", "",
+                  "| model | held-out source | class | n | accuracy | ROC-AUC vs other class | median p_fake |",
+                  "|---|---|---|---:|---:|---:|---:|"]
+        for model, table in res["models"].items():
+            for source, row in table.items():
+                if source in ("all held-out", "images_with_warning"):
+                    continue
+                auc = "-" if row["roc_auc_vs_other_class"] is None else f"{row['roc_auc_vs_other_class']:.3f}"
+                lines.append(f"| {model} | {source} | {row['class']} | {row['n']} | {row['accuracy']:.3f} | {auc} | "
+                             f"{row['median_p_fake']:.3f} |")
+            a = table["all held-out"]
+            lines.append(f"| {model} | **all held-out** | both | {a['n']} | {a['accuracy']:.3f} | {a['roc_auc']:.3f} | |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--protocol", action="append", choices=sorted(PROTOCOLS), help="run only these (repeatable)")
+    parser.add_argument("--runs", type=Path, default=REPO / "runs", help="where the protocol runs live")
+    parser.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "edgedetect-generalisation",
+                        help="extracted held-out sources")
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "generalisation.json")
+    parser.add_argument("--md", type=Path, default=REPO / "benchmarks" / "generalisation.md")
+    args = parser.parse_args()
+    if not DATA.is_dir():
+        sys.exit(f"{DATA}: the shared data is not there; this benchmark needs its native-resolution sets")
+    from edgedetect.files import atomic_write_text
+
+    doc = json.loads(args.json.read_text()) if args.json.is_file() else {"protocols": {}}
+    for name in args.protocol or sorted(PROTOCOLS):
+        doc["protocols"][name] = protocol(name, PROTOCOLS[name], args.runs, args.work)
+    doc.update(date=time.strftime("%Y-%m-%d"), host=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+               f"Python {platform.python_version()}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.json, json.dumps(doc, indent=1) + "\n")
+    atomic_write_text(args.md, markdown(doc))
+    print(markdown(doc))
+
+
+if __name__ == "__main__":
+    main()
