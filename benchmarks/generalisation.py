@@ -39,6 +39,8 @@ TRAIN_SETTINGS = ["--arch", "photo_cnn", "--preprocess", "crops", "--front", "np
                   "--epochs", "20", "--steps-per-epoch", "75", "--batch-size", "32", "--patience", "20"]
 PROTOCOLS = {
     "A": {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"]},
+    "A-synth": {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"],
+                "extra": ["--synth-fakes", "0.25"], "note": "A plus synthetic FAKE crops (25% of FAKE samples)"},
     "B": {"train": ["sdfd", "dreambooth"], "test": ["faces", "sd15", "imagenet"]},
 }
 
@@ -93,7 +95,7 @@ def run(cmd: list[str]) -> None:
 def ensure_run(name: str, spec: dict, runs: Path) -> Path:
     run_dir = runs / f"photo-{name}-{'_'.join(spec['train'])}"
     if not (run_dir / "metrics.json").is_file():
-        cmd = [sys.executable, "-m", "edgedetect", "train", *TRAIN_SETTINGS, "--out", str(run_dir)]
+        cmd = [sys.executable, "-m", "edgedetect", "train", *TRAIN_SETTINGS, *spec.get("extra", []), "--out", str(run_dir)]
         for s in spec["train"]:
             cmd += ["--data", source_arg(s)]
         if (run_dir / "state.json").is_file():
@@ -164,6 +166,7 @@ def protocol(name: str, spec: dict, runs: Path, work: Path) -> dict:
     labels, sources = np.array(labels), np.array(sources)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     results = {"train_sources": spec["train"], "test_sources": spec["test"], "run": str(run_dir),
+               "note": spec.get("note", ""), "train_options": TRAIN_SETTINGS + spec.get("extra", []),
                "threshold": metrics["threshold"], "combine": metrics["combine"], "max_crops": metrics["max_crops"],
                "val_in_source": _brief(metrics["val"]), "val_per_source": metrics.get("val_per_source"), "models": {}}
     t0 = time.perf_counter()
@@ -185,7 +188,7 @@ def markdown(doc: dict) -> str:
              "sources' val split); a source's ROC-AUC is against the held-out images of the other class.", ""]
     for name, res in doc["protocols"].items():
         lines += [f"## Protocol {name}: train on {' + '.join(res['train_sources'])}, test on {' + '.join(res['test_sources'])}",
-                  "", f"Run `{res['run']}`; threshold {res['threshold']:.3f}; per image: {res['combine']} of up to "
+                  "", (res.get("note") + ". " if res.get("note") else "") + f"Run `{res['run']}`; threshold {res['threshold']:.3f}; per image: {res['combine']} of up to "
                   f"{res['max_crops']} crops. In-source val (carved from the training sources): accuracy "
                   f"{res['val_in_source']['accuracy']:.3f}, ROC-AUC {res['val_in_source']['roc_auc']:.3f}.", "",
                   "| model | held-out source | class | n | accuracy | ROC-AUC vs other class | median p_fake |",

@@ -255,6 +255,18 @@ def _classify_chunk(clf: Classifier, items: list, perturbation: Perturbation | N
     out = np.full(len(items), np.nan)
     errors: list[tuple[int, str]] = []
     filled: list[int] = []
+    if clf.mode == "crops":  # a native-resolution model: the image's own crops, one invoke per image
+        for j, item in enumerate(items):
+            try:
+                img = open_image(item)
+                arrays, _ = clf.inputs_for(perturbation.apply(img) if perturbation is not None else img)
+            except ImageError as e:
+                msg = str(e)
+                prefix = "<bytes>: " if isinstance(item, (bytes, bytearray)) else f"{item}: "
+                errors.append((j, msg[len(prefix):] if msg.startswith(prefix) else msg))
+                continue
+            out[j] = clf.combine(clf.predict(arrays))
+        return out, errors
     for j, item in enumerate(items):
         try:
             batch[len(filled)] = load_perturbed(item, size, perturbation)

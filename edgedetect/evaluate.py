@@ -91,6 +91,11 @@ class Scorer:
             from edgedetect.runtime import Classifier
 
             clf = Classifier(model, threads=threads)
+            if clf.mode == "crops":  # evaluate scores whole images resized to the input size: not what this model sees
+                raise EdgeDetectError(f"{model}: a native-resolution model (crops of the image at its own size); "
+                                      "evaluate scores whole images resized to the input size, which would be a wrong "
+                                      "answer for it. Score it with `edgedetect predict DIR --json` or "
+                                      "benchmarks/generalisation.py (per source, fp32 and int8)")
             self.kind, self.input_size, self.predict = "tflite", clf.input_size, clf.predict
             if read_metadata(model) is not None:
                 self.model_threshold = (clf.threshold, f"model metadata ({sidecar_path(model).name})")

@@ -120,16 +120,26 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 
+# Residuals beyond this many grey levels are soft-clipped (tanh): the traces of upsampling are small, and an int8
+# tensor spanning the full +-255 would step in 2 grey levels and round most of them away.
+NPR_CLIP = 16.0
+
+
 def _npr(x):
-    # Neighbouring Pixel Relationships (Tan et al., CVPR 2024): the image minus its 2x2
-    # nearest-neighbour down/up copy, which is zero wherever a 2x2 block repeats one pixel, as upsampling layers make.
-    # Built from builtins: a fixed 1x1 stride-2 depthwise conv takes each block's top-left pixel, UpSampling2D
-    # (RESIZE_NEAREST_NEIGHBOR) repeats it, Subtract (SUB); so int8 calibration sees the residual's range.
+    # Neighbouring Pixel Relationships (Tan et al., CVPR 2024): the image minus its 2x2 nearest-neighbour down/up
+    # copy, which is zero wherever a 2x2 block repeats one pixel, as upsampling layers make. Built from builtins:
+    # a fixed 1x1 stride-2 depthwise conv takes each block's top-left pixel, Resizing(nearest) repeats it
+    # (RESIZE_NEAREST_NEIGHBOR), Subtract (SUB), then NPR_CLIP * tanh(r / NPR_CLIP) (MUL, TANH); int8 calibration
+    # sees the residual's range.
+    size = int(x.shape[1])
     pick = layers.DepthwiseConv2D(1, strides=2, use_bias=False, trainable=False, name="npr_down")
     down = pick(x)
     pick.set_weights([np.ones((1, 1, 3, 1), "float32")])
-    up = layers.UpSampling2D(2, interpolation="nearest", name="npr_up")(down)
-    return layers.Subtract(name="npr")([x, up])
+    up = layers.Resizing(size, size, interpolation="nearest", name="npr_up")(down)
+    r = layers.Subtract(name="npr")([x, up])
+    r = layers.Rescaling(1.0 / NPR_CLIP, name="npr_scale")(r)
+    r = layers.Activation("tanh", name="npr_clip")(r)
+    return layers.Rescaling(NPR_CLIP, name="npr_unscale")(r)
 
 
 _LAPLACIAN = np.array([[0, -1, 0], [-1, 4, -1], [0, -1, 0]], "float32") / 4
@@ -146,7 +156,8 @@ def _highpass(x):
 # Fixed signal processing in front of any architecture, inside the graph (so every runtime computes it the same way).
 FRONTS: dict[str, tuple[str, Callable | None]] = {
     "none": ("raw RGB 0-255", None),
-    "npr": ("NPR residual: image minus its 2x2 nearest down/up copy (Tan et al., CVPR 2024)", _npr),
+    "npr": ("NPR residual: image minus its 2x2 nearest down/up copy (Tan et al., CVPR 2024), soft-clipped to "
+            "+-16 grey levels (16 tanh(r/16))", _npr),
     "highpass": ("fixed 3x3 Laplacian high-pass per channel", _highpass),
 }
 
