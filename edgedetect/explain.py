@@ -24,7 +24,8 @@ import math
 import os
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Optional, Sequence, Union
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 from PIL import Image, ImageFilter
@@ -289,25 +290,78 @@ class Explainer:
             n_invokes=math.ceil(len(boxes) / self.clf.batch_size))
 
 
-def explain_files(explainer, paths: Iterable[str]) -> Iterator[tuple[str, Optional[Explanation], Optional[Image.Image], Optional[str]]]:
+def png_names(files: Sequence[Union[str, os.PathLike]]) -> list[str]:
+    """One picture name per input, ``<stem>.png``; a stem seen before gets ``-2``, ``-3``..."""
+    names, seen = [], set()
+    for f in files:
+        stem = Path(f).stem or "image"
+        name, k = f"{stem}.png", 1
+        while name.lower() in seen:
+            k += 1
+            name = f"{stem}-{k}.png"
+        seen.add(name.lower())
+        names.append(name)
+    return names
+
+
+def explain_files(explainer, paths: Iterable[str], out_dir: Union[str, os.PathLike, None] = None,
+                  model_line: str = "", force: bool = False) -> list[dict]:
     """Explain every image named by ``paths`` (files, folders, globs, as ``predict`` takes them).
 
-    ``explainer`` is anything with ``explain(path) -> (Explanation, image)``: :class:`Explainer`, or
-    ``training.gradcam.GradCamExplainer``.
+    Args:
+        explainer: anything with ``explain(path) -> (Explanation, image)``: :class:`Explainer`, or
+            ``training.gradcam.GradCamExplainer``.
+        paths: the user's PATH arguments.
+        out_dir: write one picture per image here (``<stem>.png``), created if missing; None: no pictures.
+        model_line: drawn on each picture under the decision.
+        force: replace any file in the way; without it only pictures an earlier ``explain`` wrote (their PNG
+            tag says so) are replaced, and any other file is an error raised before any work.
 
-    Yields:
-        ``(path, explanation, image, error)``: explanation and image are None (and error says why) for a file
-        that could not be read, or an argument that named no image.
+    Returns:
+        One dict per file (:meth:`Explanation.to_dict` plus ``"png"`` and ``"replaced"``), then one per argument that yielded no
+        image; a file that could not be read has ``label``/``p_fake`` None and ``error`` saying why.
+
+    Raises:
+        EdgeDetectError: the output folder cannot be written, or a picture exists (without ``force``).
     """
+    from edgedetect.files import atomic_write_bytes
     from edgedetect.predict import _problem, collect_inputs
 
     files, problems = collect_inputs(paths)
-    for path in files:
+    targets: list[Optional[Path]] = [None] * len(files)
+    if out_dir is not None:
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise EdgeDetectError(f"--out {out}: is a file, not a folder; give a folder for the pictures")
+        targets = [out / n for n in png_names(files)]
+        from edgedetect.explain_render import is_explain_picture
+
+        # A picture an earlier run wrote is replaced (and reported); anything else is kept unless --force.
+        existing = [t for t in targets if t.exists() and (t.is_dir() or not is_explain_picture(t))]
+        if existing and not force:
+            raise EdgeDetectError(f"--out {out}: {existing[0].name} already exists and is not a picture edgedetect "
+                                  "explain wrote" + (f" (and {len(existing) - 1} more)" if len(existing) > 1 else "") +
+                                  "; pass --force to overwrite or choose another --out folder")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EdgeDetectError(f"--out {out}: cannot create the folder ({e.strerror or e})") from None
+    results = []
+    for path, target in zip(files, targets):
         try:
             e, img = explainer.explain(path)
         except ImageError as exc:  # this file; a problem with the model stops the run
-            yield str(path), None, None, _problem(exc, path)
+            results.append({"path": str(path), "label": None, "p_fake": None, "error": _problem(exc, path),
+                            "png": None})
             continue
-        yield str(path), e, img, None
-    for arg, problem in problems:
-        yield arg, None, None, problem
+        doc = e.to_dict()
+        doc["png"], doc["replaced"] = None, target is not None and target.exists()
+        if target is not None:
+            from edgedetect.explain_render import png_bytes, render_explanation
+
+            atomic_write_bytes(target, png_bytes(render_explanation(e, img, model_line)))
+            doc["png"] = str(target)
+        results.append(doc)
+    results += [{"path": arg, "label": None, "p_fake": None, "error": problem, "png": None}
+                for arg, problem in problems]
+    return results

@@ -175,8 +175,26 @@ def render_explanation(e: Explanation, img: Image.Image, model_line: str = "") -
     return canvas
 
 
+SOFTWARE_TAG = "edgedetect explain"  # in each picture's PNG text, so a later run knows the file is its own
+
+
 def png_bytes(picture: Image.Image) -> bytes:
-    """The picture as PNG bytes."""
+    """The picture as PNG bytes, tagged ``Software: edgedetect explain <version>``."""
+    from PIL.PngImagePlugin import PngInfo
+
+    from edgedetect import __version__
+
+    info = PngInfo()
+    info.add_text("Software", f"{SOFTWARE_TAG} {__version__}")
     buf = io.BytesIO()
-    picture.save(buf, format="PNG")
+    picture.save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
+
+
+def is_explain_picture(path) -> bool:
+    """Whether ``path`` is a PNG that ``edgedetect explain`` wrote (its text tag), reading only the header."""
+    try:
+        with Image.open(path) as img:
+            return img.format == "PNG" and str(img.text.get("Software", "")).startswith(SOFTWARE_TAG)
+    except (OSError, ValueError, SyntaxError):
+        return False
