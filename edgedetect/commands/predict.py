@@ -24,7 +24,7 @@ def predict(
                                               help="Call an image FAKE when p_fake >= T \\[default: the model's threshold]."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document (model, threshold, results) instead of a table."),
     plot: Optional[Path] = typer.Option(None, "--plot", show_default=False,
-                                        help="Also draw the images with label and confidence into this picture (.png), at most 64."),
+                                        help="Also draw the images with label, p_fake and threshold into this picture (.png), at most 64."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
                                           help="Interpreter threads \\[default: all cores]."),
     force: bool = typer.Option(False, "--force", help="Overwrite the --plot file if it exists."),
@@ -47,7 +47,7 @@ def predict(
         from edgedetect.plots import plot_predictions
 
         drawn = plot_predictions(results, plot, title=f"{clf.path.name} · threshold {t:g}", max_images=MAX_PLOT_IMAGES,
-                                 force=force)
+                                 force=force, threshold=t)
 
     if json_out:
         doc = {"model": str(clf.path), "threshold": t, "results": results, **summary,
