@@ -142,15 +142,16 @@ def occlusion_map(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, pa
     """Occlusion sensitivity of ``predict`` (uint8 NHWC -> p_fake) at the model-input image ``x`` (S, S, 3).
 
     Returns:
-        ``(p_fake, map, n_images)``: p_fake of ``x``; (S, S) float map, at each pixel the mean of
-        ``p_fake(x) - p_fake(x with a box occluded)`` over the boxes covering it; images run (one batch).
+        ``(p_fake, map, n_images)``: p_fake of ``x``; float map with one cell per ``stride`` x ``stride`` pixels
+        (the finest detail the squares resolve), each the mean of ``p_fake(x) - p_fake(x with a box occluded)``
+        over the boxes covering it; images run (one batch).
     """
     size = x.shape[0]
     boxes = occlusion_boxes(size, patch, stride)
     batch = np.concatenate([x[None], occluded_copies(x, boxes, fill)])
     p = np.asarray(predict(batch), dtype=np.float64)
     drops = p[0] - p[1:]
-    return float(p[0]), crop_map((size, size), boxes, drops, empty=0.0), len(batch)
+    return float(p[0]), crop_map((size, size), boxes, drops, cell=stride, empty=0.0), len(batch)
 
 
 def crop_map(image_size: tuple[int, int], boxes: Sequence[Box], scores: Sequence[float],
@@ -264,7 +265,8 @@ class Explainer:
             path=name, label=LABELS[int(p_fake >= self.threshold)], p_fake=p_fake, threshold=self.threshold,
             method="occlusion", heatmap=heat, region=_centre_square(*img.size), image_size=img.size,
             meaning=f"drop in p_fake when a {self.patch}x{self.patch} square around the pixel is "
-                    f"{FILLS[self.fill]} (mean over the squares covering it; map in model-input pixels)",
+                    f"{FILLS[self.fill]} (mean over the squares covering it); one cell per {self.stride}x{self.stride} "
+                    "pixels of the model input",
             params={"patch": self.patch, "stride": self.stride, "fill": self.fill, "input_size": self.clf.input_size},
             n_images=n, n_invokes=math.ceil(n / self.clf.batch_size))
 

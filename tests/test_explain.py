@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -170,7 +172,19 @@ def test_explain_the_shipped_model_on_a_sample_photo(tmp_path, monkeypatch, caps
     r = doc["results"][0]
     assert r["label"] == "REAL" and r["invokes"] == 1 and r["images_run"] == 170
     assert r["map"]["region"] == [75, 0, 375, 300]  # the centre square of the 451x300 photo, what the model sees
+    assert r["map"]["shape"] == [16, 16]  # one cell per 2x2 pixels of the 32x32 input (the stride)
     assert "170 images in 1 invoke" in doc["method"]
+
+
+def test_explain_and_serve_need_neither_tensorflow_nor_matplotlib():
+    code = ("import sys\n"
+            "import edgedetect.explain, edgedetect.explain_render, edgedetect.serve, edgedetect.serve_page\n"
+            "import edgedetect.commands.explain, edgedetect.commands.serve\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'training', 'conversion', "
+            "'matplotlib'}))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
 
 
 # --- the picture ---

@@ -16,9 +16,8 @@ from typing import List, Optional
 import typer
 
 from edgedetect.cli import app
+from edgedetect.commands.predict import RUNTIME_PANEL
 from edgedetect.errors import EdgeDetectError
-
-RUNTIME_PANEL = "Runtime (interpreter only)"
 
 
 class Fill(str, Enum):
@@ -43,16 +42,17 @@ def explain(
     fill: Fill = typer.Option(Fill.blur, "--fill", help="What replaces an occluded square: a blurred copy of it, or the image's mean colour."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
                                           help="Interpreter threads \\[default: all cores]."),
-    force: bool = typer.Option(False, "--force", help="Overwrite pictures already in the --out folder."),
+    force: bool = typer.Option(False, "--force", help="Overwrite any file in the way in --out (pictures an earlier explain wrote are replaced without it)."),
 ) -> None:
     """Show where the model's evidence is: a picture per image (the image, the map over it, label and p_fake).
 
     Method for .tflite models (interpreter only, fp32 and int8 alike): occlusion. Each 8x8 square of the
     32x32 model input, every 2 px, is replaced by a blurred copy of itself; the original and all 169 occluded
-    copies run as ONE batch (170 images, 1 invoke; about 10-50 ms per image on a 2-core laptop-class CPU).
+    copies run as ONE batch: 170 images, 1 invoke per image (default int8 model: ~50 ms per image, measured on a
+    busy 2-core VM; docs/explain.md has every shipped model).
     The map is the drop in p_fake when a square is blurred away: red = evidence for FAKE, blue = for REAL.
     Native-resolution models: the map is each crop's p_fake over the image (no extra invokes).
-    .keras models: Grad-CAM on the last convolution (needs the [train] extra).
+    .keras models: Grad-CAM on the last convolution (needs the \\[train] extra).
 
     Exit 0: every image explained; 1: some failed; 2: usage error.
     """
@@ -67,11 +67,30 @@ def explain(
         doc = {"model": str(model_path), "model_description": model_line, "method": method_line,
                "threshold": explainer.threshold, "n_images": len(results), "n_failed": len(failed),
                "ms_median": statistics.median(ms) if ms else None, "out": str(out), "results": results}
-        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+        sys.stdout.write(_dumps(doc) + "\n")
     else:
         _print_human(ok, failed, model_line, method_line, ms)
     if failed:
         raise typer.Exit(1)
+
+
+def _dumps(doc: dict) -> str:
+    """``doc`` as indented JSON with each map row on one line (a 32x32 map is 32 lines, not 1,100)."""
+    import re
+    import uuid
+
+    token = uuid.uuid4().hex  # a placeholder no path or message can contain
+    rows: list[str] = []
+    out = []
+    for r in doc["results"]:
+        if r.get("map"):
+            start = len(rows)
+            rows.extend(json.dumps(v, separators=(",", ":")) for v in r["map"]["values"])
+            marks = [f"{token}:{start + i}" for i in range(len(r["map"]["values"]))]
+            r = {**r, "map": {**r["map"], "values": marks}}
+        out.append(r)
+    text = json.dumps({**doc, "results": out}, indent=1)
+    return re.sub(f'"{token}:(\\d+)"', lambda m: rows[int(m.group(1))], text)
 
 
 def _explainer(model: Optional[Path], patch, stride, fill: str, threads):

@@ -9,9 +9,8 @@ from typing import Optional
 import typer
 
 from edgedetect.cli import app
+from edgedetect.commands.predict import RUNTIME_PANEL
 from edgedetect.serve import DEFAULT_MAX_MB, DEFAULT_PORT
-
-RUNTIME_PANEL = "Runtime (interpreter only)"
 
 
 @app.command(rich_help_panel=RUNTIME_PANEL)
