@@ -200,3 +200,51 @@ def test_picture_title_shows_p_fake_against_the_threshold():
     assert decision_line(e) == "REAL · p_fake 0.200 < threshold 0.434"
     pic = render_explanation(e, Image.new("RGB", (32, 32), "gray"))
     assert pic.size[0] >= 600 and pic.mode == "RGB"
+
+
+def test_an_ensembles_gradcam_is_the_mean_of_its_members(tiny_keras_model):
+    import keras
+
+    from training.ensemble import build_ensemble
+    from training.gradcam import gradcam
+
+    member = keras.saving.load_model(tiny_keras_model)
+    single, _ = gradcam(member, planted())
+    pair, layers = gradcam(build_ensemble([member, member]), planted())
+    assert layers == ["member0_" + member.name + "/conv2d_1", "member1_" + member.name + "/conv2d_1"]
+    assert np.allclose(pair, single, atol=1e-5)
+
+
+def test_a_crops_model_is_explained_by_its_crop_scores(tiny_tflite, tmp_path, monkeypatch):
+    """Native-resolution models: the runtime's crop function gives boxes, their p_fake is the map (no extra invokes)."""
+    import shutil
+
+    from edgedetect import preprocess
+    from edgedetect.explain import Explainer
+    from edgedetect.metadata import read_metadata, write_metadata
+    from edgedetect.runtime import Classifier
+
+    model = tmp_path / "crops_int8.tflite"
+    shutil.copy(tiny_tflite["int8"], model)
+    meta = read_metadata(tiny_tflite["int8"])
+    meta.preprocessing = {**meta.preprocessing, "mode": "crops", "crop_size": TINY_SIZE}
+    write_metadata(model, meta)
+
+    def tiles(img, crop_size):  # a stand-in for the runtime's crop function: a grid of crops
+        x = np.asarray(img)
+        boxes = [(left, top, left + crop_size, top + crop_size) for top in range(0, x.shape[0], crop_size)
+                 for left in range(0, x.shape[1], crop_size)]
+        return np.stack([x[t:b, l:r] for l, t, r, b in boxes]), boxes
+
+    monkeypatch.setattr(preprocess, "image_crops", tiles, raising=False)
+    rows, cols = np.linspace(0, 1, 32), np.linspace(0, 1, 64)
+    image = (90 + 60 * rows[:, None, None] + 30 * cols[None, :, None] + np.zeros((32, 64, 3))).astype(np.uint8)
+    image[:16, 48:64] = planted()  # smooth everywhere but in the top-right crop, which holds the noisy quadrant
+    e, img = Explainer(Classifier(model, threads=1)).explain(_png(image))
+    assert e.method == "crops" and e.n_images == 8 and e.n_invokes == 1
+    assert e.region == (0, 0, 64, 32) and e.neutral == e.threshold
+    assert e.heatmap.shape == (16, 32)  # one cell per 2x2 pixels (crop_size // 8)
+    assert e.peak()["image_xy"][0] >= 48 and e.peak()["image_xy"][1] < 16
+    from edgedetect.explain_render import render_explanation
+
+    assert render_explanation(e, img).width >= 600  # the crops picture draws too
