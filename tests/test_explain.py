@@ -136,6 +136,16 @@ def test_explain_cli_picks_gradcam_for_a_keras_model(tiny_keras_model, tmp_path,
     assert code == 1 and "--patch, --stride and --fill set the occlusion method" in err
 
 
+def test_a_keras_model_without_tensorflow_is_a_one_line_error(tiny_keras_model, tmp_path):
+    image = tmp_path / "planted.png"
+    image.write_bytes(_png(planted()))
+    proc = run_cli_without_tf("explain", image, "--model", tiny_keras_model, "--out", tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {tiny_keras_model}: explaining a .keras model (Grad-CAM) needs TensorFlow and Keras (No module named "
+        "'keras' (blocked by the test)); pip install 'edgedetect[train]', or explain its .tflite instead"]
+
+
 # --- the command, on the runtime alone ---
 
 def test_explain_cli_without_tensorflow_writes_pictures_and_numbers(tiny_tflite, tmp_path):

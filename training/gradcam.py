@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Union
 
+import keras  # noqa: F401  (imported first so a runtime-only install fails here, with the CLI's one-line message)
 import numpy as np
 from PIL import Image
 

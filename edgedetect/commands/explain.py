@@ -39,6 +39,8 @@ def explain(
                                         help="Occlusion square side in model-input pixels \\[default: a quarter of the input: 8 at 32 px]."),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, show_default=False,
                                          help="Occlusion step in pixels \\[default: a quarter of the patch: 2 at 32 px]."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", min=0.0, max=1.0, show_default=False,
+                                              help="Call an image FAKE when p_fake >= T \\[default: the model's threshold]."),
     fill: Fill = typer.Option(Fill.blur, "--fill", help="What replaces an occluded square: a blurred copy of it, or the image's mean colour."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
                                           help="Interpreter threads \\[default: all cores]."),
@@ -58,7 +60,7 @@ def explain(
     """
     from edgedetect.explain import explain_files
 
-    explainer, model_line, method_line, model_path = _explainer(model, patch, stride, fill.value, threads)
+    explainer, model_line, method_line, model_path = _explainer(model, patch, stride, fill.value, threads, threshold)
     results = explain_files(explainer, paths, out_dir=out, model_line=model_line, force=force)
     ok = [r for r in results if r["error"] is None]
     failed = [r for r in results if r["error"] is not None]
@@ -93,7 +95,7 @@ def _dumps(doc: dict) -> str:
     return re.sub(f'"{token}:(\\d+)"', lambda m: rows[int(m.group(1))], text)
 
 
-def _explainer(model: Optional[Path], patch, stride, fill: str, threads):
+def _explainer(model: Optional[Path], patch, stride, fill: str, threads, threshold):
     """The backend for the model's type, chosen here at the edge: .keras -> training.gradcam (lazy import)."""
     if model is not None and model.suffix.lower() == ".keras":
         if patch is not None or stride is not None or fill != "blur":
@@ -104,7 +106,7 @@ def _explainer(model: Optional[Path], patch, stride, fill: str, threads):
         except ImportError as e:
             raise EdgeDetectError(f"{model}: explaining a .keras model (Grad-CAM) needs TensorFlow and Keras ({e}); "
                                   "pip install 'edgedetect[train]', or explain its .tflite instead") from None
-        explainer = GradCamExplainer(model)
+        explainer = GradCamExplainer(model, threshold=threshold)
         return explainer, explainer.description(), explainer.method_line(), model
 
     from edgedetect.explain import Explainer
@@ -112,7 +114,7 @@ def _explainer(model: Optional[Path], patch, stride, fill: str, threads):
     from edgedetect.runtime import Classifier
 
     clf = Classifier(model if model is not None else default_model_path(), threads=threads)
-    explainer = Explainer(clf, patch=patch, stride=stride, fill=fill)
+    explainer = Explainer(clf, patch=patch, stride=stride, fill=fill, threshold=threshold)
     return explainer, model_description(clf), explainer.method_line(), clf.path
 
 
