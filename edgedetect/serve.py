@@ -104,6 +104,11 @@ class Demo:
         self.max_bytes = int(cfg.max_mb * 1_000_000)
         self.description = model_description(self.clf)
         self._lock = threading.Lock()
+        if self.explainer.mode == "resize":  # allocate the occlusion batch now, not in the first visitor's request
+            import numpy as np
+
+            s = self.clf.input_size
+            self.clf.predict(np.zeros((self.explainer.images_per_explanation, s, s, 3), np.uint8))
 
     def model_info(self) -> dict:
         meta = self.clf.metadata
