@@ -220,6 +220,9 @@ class Explainer:
         if self.mode not in ("resize", "crops"):
             raise EdgeDetectError(f"{classifier.path}: preprocessing mode {self.mode!r} in its metadata is not one "
                                   "explain knows (resize, crops)")
+        if self.mode == "crops" and (patch is not None or stride is not None or fill != "blur"):
+            raise EdgeDetectError(f"{classifier.path}: a native-resolution model, explained by its crop scores; "
+                                  "--patch, --stride and --fill set the occlusion of resize models, drop them")
         dp, ds = default_patch(classifier.input_size)
         self.patch = dp if patch is None else patch
         self.stride = (ds if patch is None else max(1, self.patch // 4)) if stride is None else stride
