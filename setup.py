@@ -24,7 +24,7 @@ setup(
         "train": ["tensorflow-cpu==2.21.*; platform_system == 'Linux' and platform_machine == 'x86_64'",
                   "tensorflow==2.21.*; platform_system != 'Linux' or platform_machine != 'x86_64'",
                   "keras>=3.5", "kagglehub>=0.3"],
-        "dev": ["pytest>=8", "hypothesis>=6"],
+        "dev": ["pytest>=8", "hypothesis>=6", "selenium>=4.11"],  # selenium drives Chromium in the browser test
     },
     entry_points={"console_scripts": ["edgedetect=edgedetect.cli:main"]},
 )

@@ -800,32 +800,46 @@ def plot_bench(doc: dict, path: str | os.PathLike) -> None:
         ax.set_xlim(0, x.max() * 1.35)
     pad = (y.max() - y.min()) * 0.15 or 1.0
     ax.set_ylim(y.min() - pad, y.max() + pad)
-    # Labels go right-above their bubble, or below / to the left when a bubble nearby already took that place.
-    placed: list[tuple[float, float]] = []
-    to_axes = ax.transAxes.inverted()
-    for r, xi, yi, mb in zip(rows, x, y, size_mb):
-        fx, fy = to_axes.transform(ax.transData.transform((xi, yi)))
-        near = [(px, py) for px, py in placed if abs(px - fx) < 0.22 and abs(py - fy) < 0.09]
-        offset, ha = ((10, 6), "left")
-        if near:
-            offset, ha = ((10, -24), "left") if len(near) == 1 else ((-10, 6), "right")
-        placed.append((fx, fy))
+    labels = []
+    for r, mb in zip(rows, size_mb):
         label = f"{Path(r['model']).stem}\n{mb:.2f} MB"
         if r["throughput_ips"]:
             label += f", {r['throughput_ips']:,.0f} img/s"
-        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=offset, ha=ha, fontsize=8)
+        labels.append(label)
     ax.set_xlabel("latency, batch 1 (ms per image, median)")
     ax.set_ylabel("accuracy (%)" if with_acc else "size (MB)")
     handles = [plt.scatter([], [], color=c, alpha=0.55, edgecolor="black", lw=0.6, label=k)
                for k, c in colors.items() if any(r["precision"] == k for r in rows)]
+    legend = None
     if handles:
-        ax.legend(handles=handles, title="precision (bubble area ~ size)", fontsize=8, title_fontsize=8, loc="best")
+        legend = ax.legend(handles=handles, title="precision (bubble area ~ size)", fontsize=8, title_fontsize=8,
+                           loc="lower right")
     host = doc["host"]
     data = Path(doc["data"]).name if doc["data"] else "no data"
     ax.set_title(f"edgedetect bench · {data} ({doc['n_images']:,} images)\n{host['cpu']}, {host['interpreter']}",
                  fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
+    # Labels are placed after the layout is final, each where it covers no other label, bubble or the legend
+    # (models close together, such as a pair's fp16 and fp32, used to print on top of each other).
+    from edgedetect.plots import place_labels
+
+    renderer = fig.canvas.get_renderer()
+    px_per_pt = fig.dpi / 72
+    anchors = [tuple(ax.transData.transform((xi, yi))) for xi, yi in zip(x, y)]
+    radii = [np.sqrt(a) / 2 * px_per_pt for a in area]
+    texts = [ax.annotate(label, (xi, yi), xytext=(0, 0), textcoords="offset points", ha="center", va="center",
+                         fontsize=8) for label, xi, yi in zip(labels, x, y)]
+    sizes = [(t.get_window_extent(renderer).width, t.get_window_extent(renderer).height) for t in texts]
+    obstacles = [tuple(legend.get_window_extent(renderer).extents)] if legend is not None else []
+    offsets = place_labels(anchors, sizes, radii, tuple(ax.get_window_extent(renderer).extents), obstacles)
+    for t in texts:  # measured; drawn again below at their places
+        t.remove()
+    for label, xi, yi, (dx, dy), rad in zip(labels, x, y, offsets, radii):
+        ax.annotate(label, (xi, yi), xytext=(dx / px_per_pt, dy / px_per_pt), textcoords="offset points",
+                    ha="center", va="center", fontsize=8,
+                    arrowprops={"arrowstyle": "-", "color": "#777777", "lw": 0.6, "shrinkA": 0,
+                                "shrinkB": rad / px_per_pt})
     buf = io.BytesIO()
     fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png")
     plt.close(fig)

@@ -50,6 +50,7 @@ from edgedetect.commands import convert  # noqa: E402,F401
 from edgedetect.commands import data  # noqa: E402,F401
 from edgedetect.commands import predict, info  # noqa: E402,F401
 from edgedetect.commands import bench  # noqa: E402,F401
+from edgedetect.commands import explain, serve  # noqa: E402,F401
 
 
 def main() -> None:

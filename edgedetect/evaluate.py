@@ -123,7 +123,7 @@ class Scorer:
         if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or shape[1] is None:
             raise EdgeDetectError(f"{model}: not an image classifier: input shape {list(shape)}, "
                                   "expected [batch, size, size, 3] (square RGB)")
-        self.kind, self.input_size = "keras", int(shape[1])
+        self.kind, self.input_size, self.net = "keras", int(shape[1]), net
         self.predict = lambda x: predict_keras(net, x)
         config_file = model.parent / "config.json"  # a model inside a training run folder
         try:

@@ -48,11 +48,11 @@ def _manual_features(name: str, model: "keras.Model", x: np.ndarray) -> np.ndarr
         inside = keras.ops.convert_to_numpy(model.get_layer("caffe_preprocess")(x))
         np.testing.assert_allclose(inside, caffe, atol=1e-4)
         y = model.get_layer("resnet50")(caffe, training=False)
-    elif documented == "Rescaling(1/255)":
-        # A plain chain: apply every layer after the in-graph rescaling to x/255.
+    elif documented in ("Rescaling(1/255)", "Rescaling(1/32) of the front end's output"):
+        # A plain chain: apply every layer after the in-graph rescaling to x/255 (x/32 with no front end).
         layers = model.layers
         assert layers[1].name == "rescale"
-        y = x / 255.0
+        y = x / (255.0 if documented == "Rescaling(1/255)" else 32.0)
         for layer in layers[2:]:
             y = layer(y, training=False)
             if layer.name == "pool":
@@ -60,6 +60,19 @@ def _manual_features(name: str, model: "keras.Model", x: np.ndarray) -> np.ndarr
     else:
         raise AssertionError(f"no check for the preprocessing '{documented}' of '{name}'; add one here")
     return keras.ops.convert_to_numpy(model.get_layer("pool")(y))
+
+
+def test_npr_front_is_the_image_minus_its_nearest_down_up_copy_soft_clipped():
+    from training.model_spec import NPR_CLIP
+
+    model = build_model("photo_cnn", SIZE, front="npr")
+    x = np.random.default_rng(0).integers(0, 256, (2, SIZE, SIZE, 3)).astype("float32")
+    residual = x - x[:, ::2, ::2].repeat(2, axis=1).repeat(2, axis=2)
+    front = keras.ops.convert_to_numpy(keras.Model(model.input, model.get_layer("npr_unscale").output)(x))
+    np.testing.assert_allclose(front, NPR_CLIP * np.tanh(residual / NPR_CLIP), atol=1e-4)
+    assert np.all(front[:, ::2, ::2] == 0)  # each block's top-left pixel is its own copy
+    with pytest.raises(EdgeDetectError, match="unknown front end 'fft'; valid: none, npr, highpass"):
+        build_model("photo_cnn", SIZE, front="fft")
 
 
 @pytest.mark.parametrize("name", list(REGISTRY))

@@ -24,7 +24,7 @@ def predict(
                                               help="Call an image FAKE when p_fake >= T \\[default: the deciding model's threshold]."),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document (model, threshold, results) instead of a table."),
     plot: Optional[Path] = typer.Option(None, "--plot", show_default=False,
-                                        help="Also draw the images with label and confidence into this picture (.png), at most 64."),
+                                        help="Also draw the images with label, p_fake and threshold into this picture (.png), at most 64."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
                                           help="Interpreter threads \\[default: all cores]."),
     force: bool = typer.Option(False, "--force", help="Overwrite the --plot file if it exists."),
@@ -50,7 +50,7 @@ def predict(
 
         names = " + ".join(m.path.name for m in models)
         drawn = plot_predictions(results, plot, title=f"{names} · threshold {shown_t}", max_images=MAX_PLOT_IMAGES,
-                                 force=force)
+                                 force=force, threshold=t)  # None: each image against its deciding model's threshold
 
     if json_out:
         first = models[0]
