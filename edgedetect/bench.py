@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from edgedetect import __version__
-from edgedetect.data import archive_kind, classify, iter_files, list_folder
+from edgedetect.data import Scan, archive_kind, classify, list_folder
 from edgedetect.errors import EdgeDetectError, ImageError
 from edgedetect.interpreter import find_interpreter
 from edgedetect.metrics import binary_metrics
@@ -208,6 +208,7 @@ class ImageSet:
     labels: np.ndarray
     read_s: float = 0.0
     n_found: int = 0
+    unreadable: list = field(default_factory=list)  # (relpath, problem): archive members and folders not read
 
     def __len__(self) -> int:
         return len(self.relpaths)
@@ -228,13 +229,15 @@ def load_image_set(data: str | os.PathLike, limit: int | None = None) -> ImageSe
     if kind == "folder":
         entries = list_folder(path)
         relpaths, items = [e.relpath for e in entries], [str(e.path) for e in entries]
+        unreadable = list(entries.skipped)
         read_s = 0.0  # workers read the files themselves, inside the timed pass
     else:
-        pairs = sorted(iter_files(path))
-        relpaths, items = [r for r, _ in pairs], [b for _, b in pairs]
+        scanned = sorted(Scan(path), key=lambda row: row[0])
+        relpaths, items = [r for r, data, _ in scanned if data is not None], [d for _, d, _ in scanned if d is not None]
+        unreadable = [(r, problem) for r, data, problem in scanned if data is None]
         read_s = time.perf_counter() - t
     n_found = len(relpaths)
-    if not n_found:
+    if not n_found and not unreadable:
         raise EdgeDetectError(f"{path}: no image files in it; point --data at a folder or archive of images "
                               "(REAL/FAKE class folders give accuracy figures)")
     if limit is not None and limit < n_found:
@@ -242,7 +245,7 @@ def load_image_set(data: str | os.PathLike, limit: int | None = None) -> ImageSe
         relpaths, items = [relpaths[i] for i in keep], [items[i] for i in keep]
         read_s *= limit / n_found  # the share of the archive's read time that the kept images cost
     labels = np.array([-1 if (lab := classify(r)[1]) is None else lab for r in relpaths], np.int8)
-    return ImageSet(str(path), relpaths, items, labels, read_s, n_found)
+    return ImageSet(str(path), relpaths, items, labels, read_s, n_found, unreadable)
 
 
 # ---------------------------------------------------------------------------------------- the worker pool
@@ -668,7 +671,8 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
         },
         "perturbations": [p.name for p in perturbations],
         "rows": rows,
-        "errors": [{"path": images.relpaths[i], "error": msg} for i, msg in sorted(errors.items())],
+        "errors": [{"path": images.relpaths[i], "error": msg} for i, msg in sorted(errors.items())]
+        + [{"path": path, "error": msg} for path, msg in (images.unreadable if images is not None else [])],
     }
 
 

@@ -36,15 +36,17 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator
 
 import numpy as np
 
 from edgedetect import LABELS
 from edgedetect.errors import EdgeDetectError, ImageError
-from edgedetect.preprocess import PREPROCESSING, load_image
+from edgedetect.listing import IMAGE_SUFFIXES, FileEntry, FolderListing, list_images
+from edgedetect.listing import wanted as _wanted
+from edgedetect.preprocess import (MAX_IMAGE_BYTES, PREPROCESSING, SUPPORTED_FORMATS, load_image, read_file,
+                                   too_large)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 CLASS_FOLDERS = {"real": 0, "0": 0, "nature": 0, "fake": 1, "1": 1, "ai": 1}
 SPLIT_FOLDERS = {
     "train": "train",
@@ -80,48 +82,11 @@ def is_image_name(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _wanted(relpath: str) -> bool:
-    # macOS zips carry __MACOSX/ copies and ._ resource forks named like the images; they are not images.
-    # (Plain string operations: pathlib costs more than the header parse on 100k small files.)
-    name = relpath.rpartition("/")[2]
-    return (os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not name.startswith("._")
-            and "__macosx/" not in relpath.lower())
-
-
-class FileEntry(NamedTuple):
-    relpath: str
-    path: Path
-    size: int
-    mtime_ns: int
-
-
-def list_folder(path: Path) -> list[FileEntry]:
-    """Image files under ``path`` (recursively, following symlinked folders once each), sorted by relative path."""
-    found: list[FileEntry] = []
-    stack = [(path, "")]
-    seen: set[tuple[int, int]] = set()  # (device, inode) of folders listed, so a symlink loop ends
-    while stack:
-        folder, prefix = stack.pop()
-        try:
-            st = folder.stat()
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            entries = list(os.scandir(folder))
-        except OSError as e:
-            raise EdgeDetectError(f"{folder}: cannot list folder ({e.strerror or e})") from None
-        for entry in entries:
-            rel = f"{prefix}{entry.name}"
-            try:
-                if entry.is_dir():
-                    stack.append((Path(entry.path), rel + "/"))
-                elif _wanted(rel) and (entry.is_file() or entry.is_symlink()):  # a dangling link is reported, not lost
-                    st = entry.stat()
-                    found.append(FileEntry(rel, Path(entry.path), st.st_size, st.st_mtime_ns))
-            except OSError:
-                found.append(FileEntry(rel, Path(entry.path), 0, 0))  # read fails later and is reported there
-    found.sort(key=lambda f: f.relpath)
-    return found
+def list_folder(path: Path) -> FolderListing:
+    """Image files under ``path`` (:func:`edgedetect.listing.list_images`), without pipes and devices named like
+    images (reading one would block); sub-folders that could not be listed are in ``.skipped``."""
+    listing = list_images(path)
+    return FolderListing([f for f in listing if not f.special], listing.skipped, listing.repeats, listing.folders)
 
 
 class Scan:
@@ -134,6 +99,8 @@ class Scan:
     def __init__(self, path: Path, listing: list[FileEntry] | None = None):
         self.path = path
         self.kind = archive_kind(path)
+        if self.kind != "folder":
+            self.kind = sniff_archive(path) or self.kind  # the content decides: a zip named .tar.gz is read as a zip
         if self.kind == "folder" and listing is None:
             listing = list_folder(path)
         self.listing = listing
@@ -150,11 +117,14 @@ class Scan:
             yield from self._zip()
 
     def _folder(self):
+        for relpath, problem in getattr(self.listing, "skipped", ()):
+            self.files += 1
+            yield relpath, None, problem
         for f in self.listing:
             try:
-                data, problem = f.path.read_bytes(), None
-            except OSError as e:
-                data, problem = None, f"cannot read file ({e.strerror or e})"
+                data, problem = read_file(f.path), None
+            except ImageError as e:
+                data, problem = None, _strip(str(e), f"{f.path}: ")
             self.position += f.size
             self.files += 1
             yield f.relpath, data, problem
@@ -163,13 +133,26 @@ class Scan:
         try:
             with open(self.path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as tar:
                 for member in tar:
-                    if member.isfile() and _wanted(member.name):
-                        data = tar.extractfile(member).read()
-                        self.position = raw.tell()
-                        self.files += 1
-                        yield member.name, data, None
+                    if not _wanted(member.name) or not (member.isfile() or member.islnk() or member.issym()):
+                        continue
+                    data, problem = None, None
+                    try:
+                        target = tar._find_link_target(member) if (member.islnk() or member.issym()) else member
+                    except KeyError:
+                        problem = f"link to {member.linkname}, which is not a file in the archive"
+                    else:
+                        if target.size > MAX_IMAGE_BYTES:  # refused from the header, before reading a byte of it
+                            problem = too_large(target.size)
+                        elif not target.isfile():
+                            problem = f"link to {member.linkname}, which is not a file in the archive"
+                        else:
+                            data = tar.extractfile(target).read()
+                    self.position = raw.tell()
+                    self.files += 1
+                    yield member.name, data, problem
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise EdgeDetectError(f"{self.path}: cannot read archive ({e}); check the file, or extract it and pass the folder") from None
+            raise EdgeDetectError(f"{self.path}: cannot read archive ({_first_line(e)}); check the file, or extract "
+                                  "it and pass the folder") from None
 
     def _zip(self):
         try:
@@ -177,15 +160,46 @@ class Scan:
                 for info in zf.infolist():
                     if info.is_dir() or not _wanted(info.filename):
                         continue
-                    try:
-                        data, problem = zf.read(info), None
-                    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as e:
-                        data, problem = None, f"cannot extract from the zip ({e})"  # one bad member, not a bad archive
+                    data, problem = None, None
+                    if info.flag_bits & 0x1:
+                        problem = "encrypted in the zip; extract it with its password and pass the folder"
+                    elif info.file_size > MAX_IMAGE_BYTES:  # zipfile reads no more than the declared size
+                        problem = too_large(info.file_size)
+                    else:
+                        try:
+                            data = zf.read(info)
+                        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError,
+                                OSError) as e:
+                            problem = f"cannot extract from the zip ({_first_line(e)})"  # one bad member, not a bad archive
                     self.position = info.header_offset + info.compress_size
                     self.files += 1
                     yield info.filename, data, problem
-        except (zipfile.BadZipFile, OSError) as e:
-            raise EdgeDetectError(f"{self.path}: cannot read archive ({e}); check the file, or extract it and pass the folder") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise EdgeDetectError(f"{self.path}: cannot read archive ({_first_line(e)}); check the file, or extract "
+                                  "it and pass the folder") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0].rstrip(":") if lines else type(e).__name__
+
+
+def _strip(message: str, prefix: str) -> str:
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def sniff_archive(path: Path) -> str | None:
+    """``tar`` or ``zip`` from the first bytes of ``path`` (gzip, bzip2, xz, plain tar; zip), or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")) or head[257:262] == b"ustar":
+        return "tar"
+    return None
 
 
 def iter_files(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -554,7 +568,7 @@ def _streaming_splits(listing: list[FileEntry], layout_of: dict[str, tuple[str, 
     from PIL import Image
 
     rows: dict[str, tuple[list, list, list]] = {}
-    unreadable: list[tuple[str, str]] = []
+    unreadable: list[tuple[str, str]] = list(getattr(listing, "skipped", ()))
     with progress_bar("checking", scan, progress) as tick:
         for f in listing:
             scan.position += f.size
@@ -563,11 +577,17 @@ def _streaming_splits(listing: list[FileEntry], layout_of: dict[str, tuple[str, 
             where = layout_of.get(f.relpath)
             if where is None:
                 continue
+            if f.size > MAX_IMAGE_BYTES:
+                unreadable.append((f.relpath, too_large(f.size)))
+                continue
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                    with Image.open(f.path) as img:
+                    with Image.open(f.path, formats=SUPPORTED_FORMATS) as img:
                         img.size  # noqa: B018 -- the header is parsed by open(); this only documents the intent
+            except Image.UnidentifiedImageError:
+                unreadable.append((f.relpath, "not an image file edgedetect reads (JPEG, PNG, WebP, BMP, GIF, TIFF)"))
+                continue
             except Exception as e:  # Pillow raises many kinds of errors on malformed headers
                 unreadable.append((f.relpath, f"cannot open image ({str(e) or type(e).__name__})"))
                 continue

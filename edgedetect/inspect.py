@@ -20,15 +20,21 @@ from typing import Sequence
 
 from edgedetect import LABELS
 from edgedetect.data import SPLITS, Layout, Scan, progress_bar
+from edgedetect.errors import ImageError
 
 
 def _header(data: bytes) -> tuple[int, int, str, str]:
     from PIL import Image
 
+    from edgedetect.preprocess import SUPPORTED_FORMATS, unidentified
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(io.BytesIO(data)) as img:
-            return img.width, img.height, img.mode, img.format or "?"
+        try:
+            with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as img:
+                return img.width, img.height, img.mode, img.format or "?"
+        except Image.UnidentifiedImageError:  # its message names a BytesIO object, not the file
+            raise ImageError(unidentified(data)) from None
 
 
 def _spread(values: list[int]) -> dict[str, int]:
@@ -76,8 +82,10 @@ def inspect_dataset(paths: str | Path | Sequence[str | Path], progress: bool = T
                 if problem is None:
                     try:
                         w, h, mode, fmt = _header(data)
+                    except ImageError as e:
+                        problem = str(e)
                     except Exception as e:  # Pillow raises many kinds of errors on malformed headers
-                        problem = f"cannot open image ({str(e) or type(e).__name__})"
+                        problem = f"cannot open image ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
                 if problem is not None:
                     unreadable.append({"path": prefix + relpath, "problem": problem})
                     continue

@@ -123,6 +123,12 @@ def _read_bytes(source: Source) -> bytes:
     raise ImageError(f"{path}: {problem}")
 
 
+def read_file(path: str | os.PathLike) -> bytes:
+    """The bytes of an image file, refused as :func:`load_image` refuses it (ImageError: missing, a pipe or
+    device, unreadable, over :data:`MAX_IMAGE_BYTES`)."""
+    return _read_bytes(path)
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "RGB":
