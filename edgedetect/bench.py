@@ -49,7 +49,7 @@ from PIL import Image, ImageFilter
 
 from edgedetect import __version__
 from edgedetect.data import Scan, archive_kind, classify, list_folder
-from edgedetect.errors import EdgeDetectError, ImageError
+from edgedetect.errors import EdgeDetectError, ImageError, printable
 from edgedetect.interpreter import find_interpreter
 from edgedetect.metrics import binary_metrics
 from edgedetect.preprocess import RESAMPLE, open_image, to_array
@@ -745,7 +745,8 @@ def print_errors(doc: dict, console, limit: int = 50) -> None:
     if not errs:
         return
     for e in errs[:limit]:  # soft_wrap: one line per file, however narrow the console
-        console.print(f"error: {escape(e['path'])}: {escape(e['error'])}", highlight=False, soft_wrap=True)
+        console.print(f"error: {escape(printable(e['path']))}: {escape(printable(e['error']))}", highlight=False,
+                      soft_wrap=True)
     more = f" ({len(errs) - limit} more not shown; --json lists all)" if len(errs) > limit else ""
     console.print(f"{len(errs)} file(s) could not be read and were left out{more}", highlight=False, soft_wrap=True)
 

@@ -14,8 +14,8 @@ both are skipped, never silently.
 
 When a dataset has no validation split, a deterministic, stratified one is carved from train.
 Images are decoded once with the runtime's :func:`edgedetect.preprocess.load_image` and the uint8 arrays are
-cached in :func:`cache_dir` (keyed by the source — an archive's size and mtime, or a folder's list of files with
-their sizes and mtimes — the input size and the preprocessing; folders of fewer than
+cached in :func:`cache_dir` (keyed by the source's content — an archive's bytes, or a folder's file names and
+bytes — the input size and the preprocessing; a damaged cache file is removed and decoded again; folders of fewer than
 :data:`FOLDER_CACHE_MIN_IMAGES` images are not cached), so later epochs and runs read from memory. A folder whose
 arrays would exceed the memory budget (:func:`default_memory_budget`) streams instead: its splits are
 :class:`StreamingSplit` objects that decode files on demand.
@@ -500,16 +500,24 @@ def _gib(n: float) -> str:
 
 
 def _cache_key(path: Path, img_size: int, listing: list[FileEntry] | None = None) -> str:
+    """Key of the decoded arrays: the source's bytes (an archive's, or every file's of a folder, with its name),
+    the input size and the preprocessing. Content, not size and mtime: a file replaced by another of the same
+    size and time must not bring back the old arrays."""
     ident = {"source": str(path.resolve()), "img_size": img_size, "preprocessing": PREPROCESSING, "version": _CACHE_VERSION}
-    if listing is None:
-        stat = path.stat()
-        ident.update(size=stat.st_size, mtime=stat.st_mtime_ns)
-    else:
-        # A folder's own mtime misses edits deeper down, so the key covers every file's size and mtime.
-        h = hashlib.sha256()
-        for f in listing:
-            h.update(f"{f.relpath}\0{f.size}\0{f.mtime_ns}\n".encode())
-        ident["listing"] = h.hexdigest()
+    h = hashlib.sha256()
+    for name, file in ([("", path)] if listing is None else [(f.relpath, f.path) for f in listing]):
+        h.update(f"{name}\0".encode())
+        try:
+            with open(file, "rb") as f:
+                if os.fstat(f.fileno()).st_size > MAX_IMAGE_BYTES and listing is not None:
+                    h.update(b"too large")  # refused when decoding; not worth reading here
+                    continue
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        except OSError as e:
+            h.update(f"unreadable: {e.errno}".encode())
+    h.update(repr(getattr(listing, "skipped", None)).encode())
+    ident["content"] = h.hexdigest()
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -643,8 +651,9 @@ def load_dataset(
     cache_file = None
     if use_cache and (listing is None or len(layout_of) >= FOLDER_CACHE_MIN_IMAGES):
         cache_file = cache_dir() / f"{path.name or path.resolve().name}-{img_size}px-{_cache_key(path, img_size, listing)}.npz"
-    if cache_file is not None and cache_file.exists():
-        splits, unreadable, unlabelled = _read_cache(cache_file)
+    cached = _read_cache(cache_file) if cache_file is not None and cache_file.exists() else None
+    if cached is not None:
+        splits, unreadable, unlabelled = cached
     else:
         splits, unreadable, unlabelled = _decode_all(path, img_size, progress, budget, listing)
         _check_layout(path, splits)
@@ -664,12 +673,52 @@ def _finish(dataset: Dataset, val_fraction: float, seed: int) -> Dataset:
 
 
 def _read_cache(cache_file: Path):
-    with np.load(cache_file, allow_pickle=False) as z:
-        names = [str(n) for n in z["splits"]]
-        splits = {n: SplitArrays(z[f"x_{n}"], z[f"y_{n}"], [str(p) for p in z[f"paths_{n}"]]) for n in names}
-        unreadable = [tuple(map(str, row)) for row in z["unreadable"].reshape(-1, 2)]
-        unlabelled = [str(p) for p in z["unlabelled"]] if "unlabelled" in z.files else []
-    return splits, unreadable, unlabelled
+    """``(splits, unreadable, unlabelled)`` from a cache file, or None (with a warning; the file is removed) when
+    it is damaged: truncated, not an .npz, or holding arrays that do not fit together."""
+    try:
+        with np.load(cache_file, allow_pickle=False) as z:
+            names = [str(n) for n in z["splits"]]
+            splits = {n: SplitArrays(z[f"x_{n}"], z[f"y_{n}"], [str(p) for p in z[f"paths_{n}"]]) for n in names}
+            unreadable = [tuple(map(str, row)) for row in z["unreadable"].reshape(-1, 2)]
+            unlabelled = [str(p) for p in z["unlabelled"]] if "unlabelled" in z.files else []
+        for n, split in splits.items():
+            x = split.x
+            if (n not in SPLITS or x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:3] != (x.shape[1], x.shape[1])
+                    or x.shape[3] != 3 or len(split.y) != len(x) or len(split.paths) != len(x)
+                    or not np.isin(split.y, (0, 1)).all()):
+                raise ValueError(f"split {n!r} holds arrays that do not fit together")
+        return splits, unreadable, unlabelled
+    except Exception as e:  # noqa: BLE001 -- zipfile, numpy and pickle-refusal errors: the cache is only a copy
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        warnings.warn(f"{cache_file}: damaged cache file ({detail}); removed, decoding the dataset again", stacklevel=2)
+        try:
+            cache_file.unlink()
+        except OSError:
+            pass
+        return None
+
+
+_TMP_CACHE = re.compile(r"\.tmp(\d+)\.npz$")
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove temporary cache files left by a process that was killed while writing one."""
+    for tmp in folder.glob("*.tmp*.npz"):
+        m = _TMP_CACHE.search(tmp.name)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        try:
+            alive = pid != os.getpid() and (os.kill(pid, 0) or True)
+        except ProcessLookupError:
+            alive = False
+        except OSError:  # another user's process: alive
+            alive = True
+        try:
+            if not alive or time.time() - tmp.stat().st_mtime > 86400:
+                tmp.unlink()
+        except OSError:
+            pass
 
 
 def _write_cache(cache_file: Path, splits: dict[str, SplitArrays], unreadable: list[tuple[str, str]],
@@ -679,10 +728,16 @@ def _write_cache(cache_file: Path, splits: dict[str, SplitArrays], unreadable: l
         payload.update({f"x_{name}": s.x, f"y_{name}": s.y, f"paths_{name}": np.array(s.paths)})
     payload["unreadable"] = np.array(unreadable, dtype=str).reshape(-1, 2)
     payload["unlabelled"] = np.array(unlabelled, dtype=str)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
     try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(cache_file.parent)
         np.savez(tmp, **payload)
         os.replace(tmp, cache_file)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a cache that cannot be written only costs time
+    except BaseException as e:  # interrupted or failed: no half-written copy stays behind
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if not isinstance(e, OSError):  # a cache that cannot be written only costs time; Ctrl-C still stops
+            raise

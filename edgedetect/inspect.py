@@ -20,7 +20,7 @@ from typing import Sequence
 
 from edgedetect import LABELS
 from edgedetect.data import SPLITS, Layout, Scan, progress_bar
-from edgedetect.errors import ImageError
+from edgedetect.errors import ImageError, printable
 
 
 def _header(data: bytes) -> tuple[int, int, str, str]:
@@ -209,4 +209,4 @@ def format_report(report: dict) -> str:
                                       + (f", {row['mixed_labels']:,} with different labels" if row["mixed_labels"] else "")
                                       if row["groups"] else "none"))
         lines.extend(f"    e.g. {' == '.join(g)}" for g in row["examples"][:3])
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # file names with newlines or escapes stay one inert line

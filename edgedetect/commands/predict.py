@@ -79,6 +79,8 @@ def _print_human(results, summary, model_line, threshold, threshold_source, plot
     from rich.markup import escape
     from rich.table import Table
 
+    from edgedetect.errors import printable
+
     console = Console()
     if not console.is_terminal:  # piped or redirected: one line per image, never folded
         console = Console(width=100_000)
@@ -90,7 +92,7 @@ def _print_human(results, summary, model_line, threshold, threshold_source, plot
         table.add_column("p_fake", justify="right")
         for r in ok:
             color = "red" if r["label"] == "FAKE" else "green"
-            table.add_row(escape(r["path"]), f"[{color}]{r['label']}[/]", f"{r['p_fake']:.4f}")
+            table.add_row(escape(printable(r["path"])), f"[{color}]{r['label']}[/]", f"{r['p_fake']:.4f}")
         console.print(table)
     console.print(f"{summary['n_fake']} FAKE, {summary['n_real']} REAL, {summary['n_failed']} failed · "
                   f"model {escape(model_line)} · threshold {threshold:g} ({threshold_source})", highlight=False)
@@ -101,4 +103,5 @@ def _print_human(results, summary, model_line, threshold, threshold_source, plot
         err = Console(stderr=True, soft_wrap=True)
         err.print(f"[bold red]{len(failed)} failed:[/]")
         for r in failed:
-            err.print(f"  {escape(r['path'])}: {escape(r['error'])}", highlight=False, soft_wrap=True)
+            err.print(f"  {escape(printable(r['path']))}: {escape(printable(r['error']))}", highlight=False,
+                      soft_wrap=True)
