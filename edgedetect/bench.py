@@ -52,6 +52,7 @@ from edgedetect.data import Scan, archive_kind, classify, list_folder
 from edgedetect.errors import EdgeDetectError, ImageError, printable
 from edgedetect.interpreter import find_interpreter
 from edgedetect.metrics import binary_metrics
+from edgedetect.model_check import check_threads
 from edgedetect.preprocess import RESAMPLE, open_image, to_array
 from edgedetect.runtime import DEFAULT_BATCH, Classifier
 
@@ -519,6 +520,8 @@ def _check_config(cfg: BenchConfig) -> None:
                              ("--batch-size", cfg.batch_size, 1)):
         if value is not None and value < low:
             raise EdgeDetectError(f"{name} must be at least {low}; received {value}")
+    check_threads(cfg.threads, "--threads")
+    check_threads(cfg.workers, "--workers")
     if cfg.data is None:
         for name, value in (("--perturb", cfg.perturb), ("--reference", cfg.reference), ("--limit", cfg.limit)):
             if value is not None:
@@ -583,8 +586,22 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
             classifiers[key] = Classifier(key, threads=1, batch_size=1)
         return classifiers[key]
 
-    for m in models:
-        classifier(m)
+    model_errors: list[dict] = []  # a bad model is reported and left out; the others are measured
+
+    def refuse(model: Path, e: EdgeDetectError) -> None:
+        model_errors.append({"model": str(model), "error": str(e)})
+
+    for m in list(models):
+        try:
+            classifier(m)
+        except EdgeDetectError as e:
+            if len(models) == 1:
+                raise
+            refuse(m, e)
+            models.remove(m)
+    if not models:
+        more = f" (and {len(model_errors) - 1} more models refused)" if len(model_errors) > 1 else ""
+        raise EdgeDetectError(model_errors[0]["error"] + more)
     if cfg.reference is not None:
         classifier(Path(cfg.reference))
     cores = usable_cores()
@@ -597,9 +614,14 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
             + (f", read in {images.read_s:.2f} s" if images.read_s else ""))
 
     rows: list[dict] = []
-    for model in models:  # latency first, while no worker process exists to compete for the cores
+    for model in list(models):  # latency first, while no worker process exists to compete for the cores
         clf = classifier(model)
-        lat = measure_latency(model, threads, cfg.runs, cfg.warmup)
+        try:
+            lat = measure_latency(model, threads, cfg.runs, cfg.warmup)
+        except (RuntimeError, ValueError) as e:
+            refuse(model, EdgeDetectError(f"{model}: cannot be run ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"))
+            models.remove(model)
+            continue
         row = {k: None for k in CONTRACT_KEYS}
         precision = clf.metadata.precision if clf.metadata.precision != "unknown" else _precision(model)
         row.update(model=str(model), precision=precision, size_bytes=model.stat().st_size,
@@ -615,9 +637,15 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
     errors: dict[int, str] = {}
     if images is not None:
         with WorkerPool(workers, 1, cfg.batch_size) as pool:
-            for model, row in zip(models, rows):
+            for model, row in list(zip(models, rows)):
                 clf = classifier(model)
-                p, errs, secs = pool.run(model, images)
+                try:
+                    p, errs, secs = pool.run(model, images)
+                except EdgeDetectError as e:  # e.g. an output that is not a probability
+                    refuse(model, e)
+                    models.remove(model)
+                    rows.remove(row)
+                    continue
                 errors.update(errs)
                 preds[model] = p
                 n_ok = int(np.isfinite(p).sum())
@@ -671,6 +699,7 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
         },
         "perturbations": [p.name for p in perturbations],
         "rows": rows,
+        "model_errors": model_errors,
         "errors": [{"path": images.relpaths[i], "error": msg} for i, msg in sorted(errors.items())]
         + [{"path": path, "error": msg} for path, msg in (images.unreadable if images is not None else [])],
     }
@@ -741,6 +770,8 @@ def print_errors(doc: dict, console, limit: int = 50) -> None:
     """List the files that could not be read (at most ``limit``; all are in the JSON)."""
     from rich.markup import escape
 
+    for e in doc.get("model_errors", []):
+        console.print(f"error: {escape(printable(e['error']))}", highlight=False, soft_wrap=True)
     errs = doc["errors"]
     if not errs:
         return

@@ -30,6 +30,7 @@ def predict(
     force: bool = typer.Option(False, "--force", help="Overwrite the --plot file if it exists."),
 ) -> None:
     """Classify images as REAL or FAKE (AI-generated). Exit 0: all classified; 1: some failed; 2: usage error."""
+    from edgedetect.errors import printable
     from edgedetect.plots import MAX_PLOT_IMAGES, check_plot_path
     from edgedetect.predict import default_model_path, model_description, summarize
     from edgedetect.runtime import Classifier
@@ -42,21 +43,23 @@ def predict(
 
     results = _run_with_progress(clf, paths, t, show=not json_out)
     summary = summarize(results)
-    drawn = None
-    if plot is not None:
-        from edgedetect.plots import plot_predictions
-
-        drawn = plot_predictions(results, plot, title=f"{clf.path.name} · threshold {t:g}", max_images=MAX_PLOT_IMAGES,
-                                 force=force)
-
+    # The results are printed before the plot is written: a full disk costs the picture, not the answers.
     if json_out:
         doc = {"model": str(clf.path), "threshold": t, "results": results, **summary,
                "threshold_source": threshold_source, "precision": clf.metadata.precision,
                "input_size": clf.input_size, "interpreter": f"{clf.interpreter_package} {clf.interpreter_version}",
                "plot": str(plot) if plot is not None else None}
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+        sys.stdout.flush()
     else:
-        _print_human(results, summary, model_description(clf), t, threshold_source, plot, drawn)
+        _print_human(results, summary, model_description(clf), t, threshold_source)
+    if plot is not None:
+        from edgedetect.plots import plot_predictions
+
+        drawn = plot_predictions(results, plot, title=f"{clf.path.name} · threshold {t:g}", max_images=MAX_PLOT_IMAGES,
+                                 force=force)
+        if not json_out:
+            typer.echo(f"plot: {printable(str(plot))} ({drawn} image{'' if drawn == 1 else 's'})")
     if summary["n_failed"]:
         raise typer.Exit(1)
 
@@ -74,7 +77,7 @@ def _run_with_progress(clf, paths: List[str], threshold: float, show: bool) -> l
         return predict_files(clf, paths, threshold, progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
-def _print_human(results, summary, model_line, threshold, threshold_source, plot, drawn) -> None:
+def _print_human(results, summary, model_line, threshold, threshold_source) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
@@ -96,8 +99,6 @@ def _print_human(results, summary, model_line, threshold, threshold_source, plot
         console.print(table)
     console.print(f"{summary['n_fake']} FAKE, {summary['n_real']} REAL, {summary['n_failed']} failed · "
                   f"model {escape(model_line)} · threshold {threshold:g} ({threshold_source})", highlight=False)
-    if plot is not None:
-        console.print(f"plot: {escape(str(plot))} ({drawn} image{'' if drawn == 1 else 's'})", highlight=False)
     failed = [r for r in results if r["error"] is not None]
     if failed:
         err = Console(stderr=True, soft_wrap=True)
