@@ -77,6 +77,14 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except ImportError as e:
+        # train, convert, ensemble and .keras evaluation need the [train] extra; a runtime-only install lacks it.
+        if not any(name in str(e) for name in ("tensorflow", "keras", "kagglehub")):
+            raise
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), "this command")
+        typer.echo(f"error: `edgedetect {printable(command)}` needs TensorFlow and Keras, which this install lacks "
+                   f"({printable(str(e))}); install them with: pip install 'edgedetect[train]'", err=True)
+        sys.exit(1)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:  # click's usage errors

@@ -82,8 +82,10 @@ class Scorer:
 
     def __init__(self, model: Path, threads: int | None):
         suffix = model.suffix.lower()
-        if not model.is_file():
+        if not model.exists() or model.is_dir():
             raise EdgeDetectError(f"{model}: model not found" + (" (it is a folder)" if model.is_dir() else ""))
+        if not model.is_file():
+            raise EdgeDetectError(f"{model}: not a regular file (a pipe, socket or device); pass a model file")
         self.model_threshold: tuple[float, str] | None = None
         self.training: dict = {}  # the training run's settings (data, val_fraction, seed), where known
         if suffix == ".tflite":
