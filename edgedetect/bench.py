@@ -423,7 +423,19 @@ class WorkerPool:
             hand_out(conn)
         while any(in_flight.values()):
             for conn in wait([c for c, q in in_flight.items() if q]):
-                out, errs = self._answer(conn)
+                try:
+                    out, errs = self._answer(conn)
+                except EdgeDetectError:  # the model failed (e.g. its output is no probability): collect the
+                    chunks.clear()  # answers still on their way, so the next model starts on clean pipes
+                    in_flight[conn].popleft()
+                    for c, queue in in_flight.items():
+                        while queue:
+                            queue.popleft()
+                            try:
+                                self._answer(c)
+                            except EdgeDetectError:
+                                pass
+                    raise
                 start = in_flight[conn].popleft()
                 p[start : start + len(out)] = out
                 errors.update((start + j, msg) for j, msg in errs)
@@ -668,6 +680,8 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
                     }
                 log(_row_line(row))
 
+            if not rows:
+                raise EdgeDetectError(model_errors[0]["error"])
             for model, row in zip(models, rows):
                 ref = Path(cfg.reference) if cfg.reference is not None else family_reference(model)
                 if ref is None:

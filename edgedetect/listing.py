@@ -111,8 +111,9 @@ def list_images(root: str | os.PathLike, max_depth: int | None = None, all_files
                     found.append(FileEntry(rel, Path(entry.path), st.st_size, st.st_mtime_ns))
                 else:
                     found.append(FileEntry(rel, Path(entry.path), 0, 0, special=True))
-            except OSError:
-                found.append(FileEntry(rel, Path(entry.path), 0, 0))  # the read fails later and is reported there
+            except OSError:  # e.g. a link to itself: the read fails later and is reported there
+                if all_files or wanted(rel):
+                    found.append(FileEntry(rel, Path(entry.path), 0, 0))
     found.sort(key=lambda f: f.relpath)
     return FolderListing(found, sorted(skipped), sorted(repeats), sorted(folders))
 

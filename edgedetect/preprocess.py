@@ -138,10 +138,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         finite = arr if arr.dtype.kind in "iu" else np.where(np.isfinite(arr), arr, 0)  # NaN/inf pixels count as 0
         scale = 257.0 if mode.startswith("I;16") or finite.max(initial=0) > 255 else 1.0  # 0..65535 onto 0..255
         out = np.empty(arr.shape, np.uint8)
-        rows = max(1, (1 << 22) // max(1, arr.shape[1]))  # a few MB of float64 at a time, not the whole image
+        rows = max(1, (1 << 18) // max(1, arr.shape[1]))  # 2 MB of float64 at a time, not copies of the whole image
         for top in range(0, arr.shape[0], rows):
-            part = np.nan_to_num(finite[top : top + rows].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-            out[top : top + rows] = np.clip(np.rint(part / scale), 0, 255)
+            part = finite[top : top + rows].astype(np.float64)
+            part /= scale
+            np.rint(part, out=part)
+            out[top : top + rows] = np.clip(part, 0, 255, out=part)
         return Image.fromarray(out, "L").convert("RGB")
     if mode == "P" and "transparency" in img.info:
         img, mode = img.convert("RGBA"), "RGBA"

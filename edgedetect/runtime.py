@@ -37,17 +37,24 @@ def _first_invoke(Interpreter, data: bytes) -> None:
     interp.allocate_tensors()
     details = interp.get_input_details()
     for batch in (None, 2):
-        if batch is not None:
-            if len(details) != 1 or len(details[0]["shape"]) != 4:
-                return
-            interp.resize_tensor_input(details[0]["index"], [batch, *details[0]["shape"][1:]])
-            interp.allocate_tensors()
-            details = interp.get_input_details()
-        for d in details:
-            interp.set_tensor(d["index"], np.full(d["shape"], 100, d["dtype"]))
-        interp.invoke()
-        for d in interp.get_output_details():
-            interp.get_tensor(d["index"])
+        try:
+            if batch is not None:
+                if len(details) != 1 or len(details[0]["shape"]) != 4:
+                    return
+                interp.resize_tensor_input(details[0]["index"], [batch, *details[0]["shape"][1:]])
+                interp.allocate_tensors()
+                details = interp.get_input_details()
+            for d in details:
+                interp.set_tensor(d["index"], np.full(d["shape"], 100, d["dtype"]))
+            interp.invoke()
+            for d in interp.get_output_details():
+                interp.get_tensor(d["index"])
+        except (RuntimeError, ValueError) as e:
+            if batch is None:
+                raise
+            lines = str(e).strip().splitlines()
+            raise RuntimeError(f"it runs one image at a time only ({lines[0] if lines else type(e).__name__}); "
+                               "edgedetect runs batches: convert it with a free batch dimension") from None
     del interp  # a damaged model can also crash when the interpreter frees it
 
 
