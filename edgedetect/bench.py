@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from edgedetect import __version__
-from edgedetect.data import Scan, archive_kind, classify, list_folder
+from edgedetect.data import Scan, archive_kind, classify, default_memory_budget, list_folder
 from edgedetect.errors import EdgeDetectError, ImageError, printable
 from edgedetect.interpreter import find_interpreter
 from edgedetect.metrics import binary_metrics
@@ -233,7 +233,14 @@ def load_image_set(data: str | os.PathLike, limit: int | None = None) -> ImageSe
         unreadable = list(entries.skipped)
         read_s = 0.0  # workers read the files themselves, inside the timed pass
     else:
-        scanned = sorted(Scan(path), key=lambda row: row[0])
+        scanned, held, budget = [], 0, default_memory_budget()
+        for row in Scan(path):  # the members are held in memory for the workers: bounded like decoded arrays
+            held += len(row[1] or b"")
+            if held > budget:
+                raise EdgeDetectError(f"{path}: its images take more than the memory budget of {budget / 2**30:.1f} "
+                                      "GiB; extract the archive and pass the folder, or raise EDGEDETECT_MEMORY_BUDGET")
+            scanned.append(row)
+        scanned.sort(key=lambda row: row[0])
         relpaths, items = [r for r, data, _ in scanned if data is not None], [d for _, d, _ in scanned if d is not None]
         unreadable = [(r, problem) for r, data, problem in scanned if data is None]
         read_s = time.perf_counter() - t

@@ -71,6 +71,9 @@ def archive_kind(path: Path) -> str:
         return "folder"
     if not path.exists():
         raise EdgeDetectError(f"{path}: dataset not found (expected a folder, a .tar.gz or a .zip)")
+    if not path.is_file():  # reading a pipe would block, a device never end
+        raise EdgeDetectError(f"{path}: not a regular file (a pipe, socket or device); expected a folder, a .tar.gz "
+                              "or a .zip")
     if name.endswith((".tar.gz", ".tgz", ".tar")):
         return "tar"
     if name.endswith(".zip"):

@@ -103,6 +103,8 @@ def list_images(root: str | os.PathLike, max_depth: int | None = None, all_files
                 if entry.is_dir():
                     if max_depth is None or depth < max_depth:
                         (linked if entry.is_symlink() else real).append((Path(entry.path), rel + "/", depth + 1))
+                    else:
+                        folders.append(rel)  # below the depth asked for: named, not listed
                     continue
                 if not (all_files or wanted(rel)):
                     continue
@@ -118,12 +120,16 @@ def list_images(root: str | os.PathLike, max_depth: int | None = None, all_files
     return FolderListing(found, sorted(skipped), sorted(repeats), sorted(folders))
 
 
-def _segment_regex(segment: str) -> str:
-    body = fnmatch.translate(segment)  # "(?s:...)\Z"
-    body = body[: -len(r"\Z")] if body.endswith(r"\Z") else body
-    if not segment.startswith("."):  # as glob: * and ? do not match a leading dot
-        body = r"(?!\.)" + body
-    return body
+def _matches(pattern: list[str], parts: list[str]) -> bool:
+    """Glob matching of a relative path's ``parts``: ``*``, ``?``, ``[...]`` within one name (not a leading dot),
+    ``**`` across any number of folders."""
+    if not pattern:
+        return not parts
+    head, rest = pattern[0], pattern[1:]
+    if head == "**":
+        return any(_matches(rest, parts[k:]) for k in range(len(parts) + 1))
+    return (bool(parts) and (head.startswith(".") or not parts[0].startswith("."))
+            and fnmatch.fnmatchcase(parts[0], head) and _matches(rest, parts[1:]))
 
 
 def glob_images(pattern: str) -> tuple[list[Path], bool, list[tuple[Path, str]]]:
@@ -146,19 +152,12 @@ def glob_images(pattern: str) -> tuple[list[Path], bool, list[tuple[Path, str]]]
         base = "/"
     if not rest or not os.path.isdir(base):
         return [], False, []
-    regex = ""
-    for i, part in enumerate(rest):
-        last = i == len(rest) - 1
-        if part == "**":
-            regex += ".*" if last else r"(?:[^/]+/)*"
-        else:
-            regex += _segment_regex(part) + ("" if last else "/")
-    matcher = re.compile(regex, re.DOTALL)
+    matcher = lambda rel: _matches(rest, rel.split("/"))  # noqa: E731
     depth = None if "**" in rest else len(rest) - 1
     listing = list_images(base, max_depth=depth, all_files=True)
     join = (lambda rel: Path(base) / rel) if base_parts else (lambda rel: Path(rel))
-    matched_dirs = [d for d in listing.folders if matcher.fullmatch(d)]
-    files = [e for e in listing if matcher.fullmatch(e.relpath)]
+    matched_dirs = [d for d in listing.folders if matcher(d)]
+    files = [e for e in listing if matcher(e.relpath)]
     images = {e.relpath for e in files if wanted(e.relpath)}
     if matched_dirs:
         under = list_images(base, all_files=False) if depth is not None else listing
