@@ -1302,3 +1302,38 @@ def test_training_commands_without_the_train_extra_are_one_line(tmp_path):
     for args in (["train", "--arch", "cnn", "--data", tmp_path], ["convert", keras_file, "--quant", "fp32"]):
         proc = run_cli_without_tf(*args)
         assert_one_error_line(proc, f"edgedetect {args[0]}", "pip install 'edgedetect[train]'")
+
+
+def test_every_shipped_model_passes_the_model_check_and_operators_off_the_list_are_refused():
+    import struct
+
+    from edgedetect.model_check import ModelError, _Flatbuffer, check_model
+
+    for model in sorted(SHIPPED.glob("*.tflite")):
+        check_model(model.read_bytes())
+    good = (SHIPPED / "cnn32_int8.tflite").read_bytes()
+    fb = _Flatbuffer(good)
+    code = fb.table(fb.deref(0)).tables(1)[0]
+    for value, problem in ((32, "custom operator"), (200, "operator with code 200, which edgedetect does not run")):
+        data = bytearray(good)
+        for field, fmt in ((0, "<b"), (3, "<i")):  # deprecated_builtin_code and builtin_code
+            at = code._field(field, struct.calcsize(fmt))
+            if at is not None:
+                struct.pack_into(fmt, data, at, min(value, 127) if fmt == "<b" else value)
+        with pytest.raises(ModelError, match=problem):
+            check_model(bytes(data))
+
+
+def test_globs_match_name_by_name_over_the_loop_safe_walk(tmp_path):
+    from edgedetect.listing import glob_images
+
+    for rel in ("a/x.jpg", "a/b/y.jpg", "a/b/c/z.png", "a/.hidden.jpg", "ab/w.jpg", "a/notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / rel, "PNG")
+    (tmp_path / "a" / "b" / "loop").symlink_to(tmp_path / "a")
+    names = lambda pattern: sorted(p.relative_to(tmp_path).as_posix() for p in glob_images(str(tmp_path / pattern))[0])  # noqa: E731
+    assert names("a/*.jpg") == ["a/x.jpg"]  # not a/b/y.jpg: * stays within one name, and skips .hidden
+    assert names("a/**/*.jpg") == ["a/b/y.jpg", "a/x.jpg"]  # each once, although a/b/loop leads back to a/
+    assert names("a*/*.jpg") == ["a/x.jpg", "ab/w.jpg"]
+    assert names("a/*") == ["a/b/c/z.png", "a/b/y.jpg", "a/x.jpg"]  # a matched folder is searched
+    assert glob_images(str(tmp_path / "nothing/*.jpg"))[1] is False
