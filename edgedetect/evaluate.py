@@ -240,7 +240,10 @@ def evaluate(cfg: EvalConfig, progress: bool = False) -> Evaluation:
     report["worst_mistakes"] = [{"path": result.paths[i], "label": LABELS[result.y[i]], "p_fake": float(p_fake[i])}
                                 for i in worst_mistakes(result.y, p_fake, threshold)]
     if plots is not None:
-        report["plots"] = [str(p) for p in write_plots(result, plots, cfg.force)]
+        try:
+            report["plots"] = [str(p) for p in write_plots(result, plots, cfg.force)]
+        except EdgeDetectError as e:  # a full disk costs the pictures, not the figures: the caller prints both
+            report["plots"], report["plot_error"] = [], str(e)
     return result
 
 
