@@ -144,6 +144,7 @@ def _to_rgb(img: Image.Image) -> Image.Image:
             part /= scale
             np.rint(part, out=part)
             out[top : top + rows] = np.clip(part, 0, 255, out=part)
+        del arr, finite, part  # freed before the RGB copy is made
         return Image.fromarray(out, "L").convert("RGB")
     if mode == "P" and "transparency" in img.info:
         img, mode = img.convert("RGBA"), "RGBA"
