@@ -1278,8 +1278,9 @@ def test_force_never_replaces_a_pipe_or_device_and_a_failed_write_keeps_the_resu
     for args, out in ((["predict", image, "--plot", tmp_path / "p.png"], tmp_path / "p.png"),
                       (["bench", model, "--runs", "2", "--plot", tmp_path / "b.png", "--csv", tmp_path / "b.csv"],
                        tmp_path / "b.png")):
-        proc = subprocess.run([sys.executable, "-m", "edgedetect", *map(str, args)], capture_output=True, text=True,
-                              cwd=REPO, preexec_fn=small_files, timeout=180)
+        # -B: Python would write .pyc files under the same limit, cut short, and break later imports
+        proc = subprocess.run([sys.executable, "-B", "-m", "edgedetect", *map(str, args)], capture_output=True,
+                              text=True, cwd=REPO, preexec_fn=small_files, timeout=180)
         assert_one_error_line(proc, out, "cannot write (File too large)")
         assert ("REAL" in proc.stdout or "FAKE" in proc.stdout) if args[0] == "predict" else "ms/img" in proc.stdout
         assert not out.exists()
