@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from edgedetect.errors import EdgeDetectError
+from edgedetect.errors import EdgeDetectError, WriteError
 
 
 def check_writable(path: Path, force: bool = False, option: str | None = None,
@@ -49,7 +49,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     except OSError as e:
-        raise EdgeDetectError(f"{path}: cannot write ({e.strerror or e}); nothing was written") from None
+        raise WriteError(f"{path}: cannot write ({e.strerror or e}); nothing was written") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -58,8 +58,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
         if isinstance(e, OSError):  # disk full, a file-size limit, a quota: the user's to fix, not a bug
-            raise EdgeDetectError(f"{path}: cannot write ({e.strerror or e}); nothing was written, any file "
-                                  "there before is unchanged") from None
+            raise WriteError(f"{path}: cannot write ({e.strerror or e}); nothing was written, any file "
+                             "there before is unchanged") from None
         raise
 
 
