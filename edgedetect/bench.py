@@ -638,7 +638,8 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
         try:
             lat = measure_latency(model, threads, cfg.runs, cfg.warmup)
         except (RuntimeError, ValueError) as e:
-            refuse(model, EdgeDetectError(f"{model}: cannot be run ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"))
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            refuse(model, EdgeDetectError(f"{model}: cannot be run ({detail})"))
             models.remove(model)
             continue
         row = {k: None for k in CONTRACT_KEYS}

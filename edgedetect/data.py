@@ -173,7 +173,8 @@ class Scan:
                             data = zf.read(info)
                         except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError,
                                 OSError) as e:
-                            problem = f"cannot extract from the zip ({_first_line(e)})"  # one bad member, not a bad archive
+                            # one bad member, not a bad archive
+                            problem = f"cannot extract from the zip ({_first_line(e)})"
                     self.position = info.header_offset + info.compress_size
                     self.files += 1
                     yield info.filename, data, problem

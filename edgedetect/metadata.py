@@ -84,7 +84,8 @@ def read_metadata(model_path: str | os.PathLike) -> ModelMetadata | None:
         if problem is None:
             meta = ModelMetadata.from_dict(doc)
     except (ValueError, TypeError, UnicodeDecodeError, RecursionError, OSError) as e:
-        detail = "nested too deeply" if isinstance(e, RecursionError) else str(e).splitlines()[0] if str(e) else type(e).__name__
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        detail = "nested too deeply" if isinstance(e, RecursionError) else detail
         raise EdgeDetectError(f"{path}: not valid model metadata ({detail}); delete or fix it") from None
     if problem is not None:
         raise EdgeDetectError(f"{path}: not valid model metadata: {problem}; delete or fix it")
@@ -120,7 +121,8 @@ def check_metadata(doc) -> str | None:
     for key, kinds, what in (("precision", str, "a string"), ("io", str, "a string"), ("arch", str, "a string"),
                              ("edgedetect_version", str, "a string"), ("preprocessing", dict, "an object"),
                              ("training", dict, "an object"), ("metrics", dict, "an object"),
-                             ("source_model", dict, "an object"), ("calibration", (dict, type(None)), "an object or null")):
+                             ("source_model", dict, "an object"),
+                             ("calibration", (dict, type(None)), "an object or null")):
         if key in doc and not isinstance(doc[key], kinds):
             return f"{key} must be {what}, received {_short(doc[key])} ({_kind(doc[key])})"
     return None

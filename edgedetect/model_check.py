@@ -46,7 +46,7 @@ ALLOWED_OPS = {
     97: "RESIZE_NEAREST_NEIGHBOR", 98: "LEAKY_RELU", 99: "SQUARED_DIFFERENCE", 100: "MIRROR_PAD", 101: "ABS",
     102: "SPLIT_V", 104: "CEIL", 105: "REVERSE_V2", 106: "ADD_N", 108: "COS", 111: "ELU", 114: "QUANTIZE",
     116: "ROUND", 117: "HARD_SWISH", 123: "SELECT_V2", 126: "BATCH_MATMUL", 130: "BROADCAST_TO", 150: "GELU",
-    158: "SIGN",
+    158: "SIGN", 36: "GATHER", 94: "FILL", 96: "RANGE", 152: "RELU_0_TO_1",
 }
 CUSTOM_OP = 32
 # TensorType -> bytes per element, for the numeric types a classifier uses (schema.fbs numbering).
@@ -271,7 +271,7 @@ def probe_model(data: bytes, invoke) -> None:
         return
     read_end, write_end = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: no Python cleanup, no output of its own (LiteRT's INFO line is printed once, by the parent)
+    if pid == 0:  # the child: no Python cleanup, no output (LiteRT's INFO line is printed once, by the parent)
         code = 0
         try:
             os.close(read_end)
@@ -327,7 +327,8 @@ def read_model_file(path) -> bytes:
     try:
         info = os.stat(path)
     except FileNotFoundError:
-        raise EdgeDetectError(f"{path}: model not found" + (" (broken symlink)" if os.path.islink(path) else "")) from None
+        broken = " (broken symlink)" if os.path.islink(path) else ""
+        raise EdgeDetectError(f"{path}: model not found{broken}") from None
     except OSError as e:
         raise EdgeDetectError(f"{path}: cannot read the model ({e.strerror or e})") from None
     if stat.S_ISDIR(info.st_mode):

@@ -1332,7 +1332,10 @@ def test_globs_match_name_by_name_over_the_loop_safe_walk(tmp_path):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (4, 4)).save(tmp_path / rel, "PNG")
     (tmp_path / "a" / "b" / "loop").symlink_to(tmp_path / "a")
-    names = lambda pattern: sorted(p.relative_to(tmp_path).as_posix() for p in glob_images(str(tmp_path / pattern))[0])  # noqa: E731
+
+    def names(pattern: str) -> list[str]:
+        return sorted(p.relative_to(tmp_path).as_posix() for p in glob_images(str(tmp_path / pattern))[0])
+
     assert names("a/*.jpg") == ["a/x.jpg"]  # not a/b/y.jpg: * stays within one name, and skips .hidden
     assert names("a/**/*.jpg") == ["a/b/y.jpg", "a/x.jpg"]  # each once, although a/b/loop leads back to a/
     assert names("a*/*.jpg") == ["a/x.jpg", "ab/w.jpg"]
