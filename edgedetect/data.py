@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tarfile
 import time
 import warnings
@@ -511,10 +512,11 @@ def _cache_key(path: Path, img_size: int, listing: list[FileEntry] | None = None
     h = hashlib.sha256()
     for name, file in ([("", path)] if listing is None else [(f.relpath, f.path) for f in listing]):
         h.update(f"{name}\0".encode())
-        try:
-            with open(file, "rb") as f:
-                if os.fstat(f.fileno()).st_size > MAX_IMAGE_BYTES and listing is not None:
-                    h.update(b"too large")  # refused when decoding; not worth reading here
+        try:  # non-blocking: a link to a pipe must not stall the key
+            with os.fdopen(os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+                info = os.fstat(f.fileno())
+                if not stat.S_ISREG(info.st_mode) or (info.st_size > MAX_IMAGE_BYTES and listing is not None):
+                    h.update(f"not read: {info.st_mode} {info.st_size}".encode())  # refused when decoding
                     continue
                 while chunk := f.read(1 << 20):
                     h.update(chunk)
