@@ -595,6 +595,9 @@ def _streaming_splits(listing: list[FileEntry], layout_of: dict[str, tuple[str, 
                 unreadable.append((f.relpath, too_large(f.size)))
                 continue
             try:
+                if not stat.S_ISREG(os.stat(f.path).st_mode):  # a link to a pipe: opening it would block
+                    unreadable.append((f.relpath, "not a regular file (a pipe, socket or device)"))
+                    continue
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                     with Image.open(f.path, formats=SUPPORTED_FORMATS) as img:
