@@ -361,10 +361,9 @@ def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 def _labelled_folder(path: Path) -> bool:
-    from edgedetect.data import classify, is_image_name
+    from edgedetect.data import classify, list_folder
 
-    return any(classify(p.relative_to(path).as_posix())[1] is not None
-               for p in path.rglob("*") if is_image_name(p.name) and p.is_file())
+    return any(classify(f.relpath)[1] is not None for f in list_folder(path))
 
 
 def load_calibration(source: str | os.PathLike, input_size: int, n: int, seed: int = CALIB_SEED,
@@ -374,7 +373,7 @@ def load_calibration(source: str | os.PathLike, input_size: int, n: int, seed: i
     Raises:
         EdgeDetectError: missing source, no images, or an archive without REAL/FAKE class folders.
     """
-    from edgedetect.data import is_image_name, load_dataset
+    from edgedetect.data import list_folder, load_dataset
     from edgedetect.preprocess import load_image
 
     path = Path(source)
@@ -382,7 +381,7 @@ def load_calibration(source: str | os.PathLike, input_size: int, n: int, seed: i
         raise EdgeDetectError(f"calibration data {path} not found; pass --calib with a dataset folder/.tar.gz/.zip "
                               "(REAL/FAKE class folders) or a folder of images")
     if path.is_dir() and not _labelled_folder(path):
-        files = sorted(p for p in path.rglob("*") if is_image_name(p.name) and p.is_file())
+        files = [f.path for f in list_folder(path)]  # the one lister: loop-safe, each folder once
         if not files:
             raise EdgeDetectError(f"calibration data {path}: no image files in it")
         idx = np.sort(np.random.default_rng(seed).permutation(len(files))[:n])

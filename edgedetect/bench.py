@@ -48,10 +48,11 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from edgedetect import __version__
-from edgedetect.data import archive_kind, classify, iter_files, list_folder
-from edgedetect.errors import EdgeDetectError, ImageError
+from edgedetect.data import Scan, archive_kind, classify, default_memory_budget, list_folder
+from edgedetect.errors import EdgeDetectError, ImageError, printable
 from edgedetect.interpreter import find_interpreter
 from edgedetect.metrics import binary_metrics
+from edgedetect.model_check import check_threads
 from edgedetect.preprocess import RESAMPLE, open_image, to_array
 from edgedetect.runtime import DEFAULT_BATCH, Classifier
 
@@ -208,6 +209,7 @@ class ImageSet:
     labels: np.ndarray
     read_s: float = 0.0
     n_found: int = 0
+    unreadable: list = field(default_factory=list)  # (relpath, problem): archive members and folders not read
 
     def __len__(self) -> int:
         return len(self.relpaths)
@@ -228,13 +230,22 @@ def load_image_set(data: str | os.PathLike, limit: int | None = None) -> ImageSe
     if kind == "folder":
         entries = list_folder(path)
         relpaths, items = [e.relpath for e in entries], [str(e.path) for e in entries]
+        unreadable = list(entries.skipped)
         read_s = 0.0  # workers read the files themselves, inside the timed pass
     else:
-        pairs = sorted(iter_files(path))
-        relpaths, items = [r for r, _ in pairs], [b for _, b in pairs]
+        scanned, held, budget = [], 0, default_memory_budget()
+        for row in Scan(path):  # the members are held in memory for the workers: bounded like decoded arrays
+            held += len(row[1] or b"")
+            if held > budget:
+                raise EdgeDetectError(f"{path}: its images take more than the memory budget of {budget / 2**30:.1f} "
+                                      "GiB; extract the archive and pass the folder, or raise EDGEDETECT_MEMORY_BUDGET")
+            scanned.append(row)
+        scanned.sort(key=lambda row: row[0])
+        relpaths, items = [r for r, data, _ in scanned if data is not None], [d for _, d, _ in scanned if d is not None]
+        unreadable = [(r, problem) for r, data, problem in scanned if data is None]
         read_s = time.perf_counter() - t
     n_found = len(relpaths)
-    if not n_found:
+    if not n_found and not unreadable:
         raise EdgeDetectError(f"{path}: no image files in it; point --data at a folder or archive of images "
                               "(REAL/FAKE class folders give accuracy figures)")
     if limit is not None and limit < n_found:
@@ -242,7 +253,7 @@ def load_image_set(data: str | os.PathLike, limit: int | None = None) -> ImageSe
         relpaths, items = [relpaths[i] for i in keep], [items[i] for i in keep]
         read_s *= limit / n_found  # the share of the archive's read time that the kept images cost
     labels = np.array([-1 if (lab := classify(r)[1]) is None else lab for r in relpaths], np.int8)
-    return ImageSet(str(path), relpaths, items, labels, read_s, n_found)
+    return ImageSet(str(path), relpaths, items, labels, read_s, n_found, unreadable)
 
 
 # ---------------------------------------------------------------------------------------- the worker pool
@@ -431,7 +442,19 @@ class WorkerPool:
             hand_out(conn)
         while any(in_flight.values()):
             for conn in wait([c for c, q in in_flight.items() if q]):
-                out, errs = self._answer(conn)
+                try:
+                    out, errs = self._answer(conn)
+                except EdgeDetectError:  # the model failed (e.g. its output is no probability): collect the
+                    chunks.clear()  # answers still on their way, so the next model starts on clean pipes
+                    in_flight[conn].popleft()
+                    for c, queue in in_flight.items():
+                        while queue:
+                            queue.popleft()
+                            try:
+                                self._answer(c)
+                            except EdgeDetectError:
+                                pass
+                    raise
                 start = in_flight[conn].popleft()
                 p[start : start + len(out)] = out
                 errors.update((start + j, msg) for j, msg in errs)
@@ -528,6 +551,8 @@ def _check_config(cfg: BenchConfig) -> None:
                              ("--batch-size", cfg.batch_size, 1)):
         if value is not None and value < low:
             raise EdgeDetectError(f"{name} must be at least {low}; received {value}")
+    check_threads(cfg.threads, "--threads")
+    check_threads(cfg.workers, "--workers")
     if cfg.data is None:
         for name, value in (("--perturb", cfg.perturb), ("--reference", cfg.reference), ("--limit", cfg.limit)):
             if value is not None:
@@ -592,8 +617,22 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
             classifiers[key] = Classifier(key, threads=1, batch_size=1)
         return classifiers[key]
 
-    for m in models:
-        classifier(m)
+    model_errors: list[dict] = []  # a bad model is reported and left out; the others are measured
+
+    def refuse(model: Path, e: EdgeDetectError) -> None:
+        model_errors.append({"model": str(model), "error": str(e)})
+
+    for m in list(models):
+        try:
+            classifier(m)
+        except EdgeDetectError as e:
+            if len(models) == 1:
+                raise
+            refuse(m, e)
+            models.remove(m)
+    if not models:
+        more = f" (and {len(model_errors) - 1} more models refused)" if len(model_errors) > 1 else ""
+        raise EdgeDetectError(model_errors[0]["error"] + more)
     if cfg.reference is not None:
         classifier(Path(cfg.reference))
     cores = usable_cores()
@@ -606,9 +645,15 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
             + (f", read in {images.read_s:.2f} s" if images.read_s else ""))
 
     rows: list[dict] = []
-    for model in models:  # latency first, while no worker process exists to compete for the cores
+    for model in list(models):  # latency first, while no worker process exists to compete for the cores
         clf = classifier(model)
-        lat = measure_latency(model, threads, cfg.runs, cfg.warmup)
+        try:
+            lat = measure_latency(model, threads, cfg.runs, cfg.warmup)
+        except (RuntimeError, ValueError) as e:
+            detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            refuse(model, EdgeDetectError(f"{model}: cannot be run ({detail})"))
+            models.remove(model)
+            continue
         row = {k: None for k in CONTRACT_KEYS}
         precision = clf.metadata.precision if clf.metadata.precision != "unknown" else _precision(model)
         row.update(model=str(model), precision=precision, size_bytes=model.stat().st_size,
@@ -624,9 +669,15 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
     errors: dict[int, str] = {}
     if images is not None:
         with WorkerPool(workers, 1, cfg.batch_size) as pool:
-            for model, row in zip(models, rows):
+            for model, row in list(zip(models, rows)):
                 clf = classifier(model)
-                p, errs, secs = pool.run(model, images)
+                try:
+                    p, errs, secs = pool.run(model, images)
+                except EdgeDetectError as e:  # e.g. an output that is not a probability
+                    refuse(model, e)
+                    models.remove(model)
+                    rows.remove(row)
+                    continue
                 errors.update(errs)
                 preds[model] = p
                 n_ok = int(np.isfinite(p).sum())
@@ -649,6 +700,8 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
                     }
                 log(_row_line(row))
 
+            if not rows:
+                raise EdgeDetectError(model_errors[0]["error"])
             for model, row in zip(models, rows):
                 ref = Path(cfg.reference) if cfg.reference is not None else family_reference(model)
                 if ref is None:
@@ -680,7 +733,9 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
         },
         "perturbations": [p.name for p in perturbations],
         "rows": rows,
-        "errors": [{"path": images.relpaths[i], "error": msg} for i, msg in sorted(errors.items())],
+        "model_errors": model_errors,
+        "errors": [{"path": images.relpaths[i], "error": msg} for i, msg in sorted(errors.items())]
+        + [{"path": path, "error": msg} for path, msg in (images.unreadable if images is not None else [])],
     }
 
 
@@ -749,11 +804,14 @@ def print_errors(doc: dict, console, limit: int = 50) -> None:
     """List the files that could not be read (at most ``limit``; all are in the JSON)."""
     from rich.markup import escape
 
+    for e in doc.get("model_errors", []):
+        console.print(f"error: {escape(printable(e['error']))}", highlight=False, soft_wrap=True)
     errs = doc["errors"]
     if not errs:
         return
     for e in errs[:limit]:  # soft_wrap: one line per file, however narrow the console
-        console.print(f"error: {escape(e['path'])}: {escape(e['error'])}", highlight=False, soft_wrap=True)
+        console.print(f"error: {escape(printable(e['path']))}: {escape(printable(e['error']))}", highlight=False,
+                      soft_wrap=True)
     more = f" ({len(errs) - limit} more not shown; --json lists all)" if len(errs) > limit else ""
     console.print(f"{len(errs)} file(s) could not be read and were left out{more}", highlight=False, soft_wrap=True)
 

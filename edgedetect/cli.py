@@ -8,11 +8,12 @@ command, so ``import edgedetect.cli`` and the runtime commands stay interpreter-
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 
 from edgedetect import __version__
-from edgedetect.errors import EdgeDetectError
+from edgedetect.errors import EdgeDetectError, printable
 
 app = typer.Typer(
     name="edgedetect",
@@ -26,7 +27,7 @@ app = typer.Typer(
 
 def fail(message: str, code: int = 1) -> typer.Exit:
     """Print ``error: message`` on one line to stderr; return the Exit to raise."""
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {printable(message)}", err=True)
     return typer.Exit(code)
 
 
@@ -53,8 +54,14 @@ from edgedetect.commands import bench  # noqa: E402,F401
 from edgedetect.commands import explain, serve  # noqa: E402,F401
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    # Library code warns through `warnings`; the CLI shows each as one line, without Python's source location.
+    typer.echo(f"warning: {printable(str(message))}", err=True)
+
+
 def main() -> None:
     """Entry point: runs the app; user mistakes print one line, Ctrl-C exits with 130."""
+    warnings.showwarning = _show_warning
     # A file name that is not valid UTF-8 (kept by Python as surrogates) must print, not crash a UTF-8 terminal.
     if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="backslashreplace")
@@ -66,11 +73,19 @@ def main() -> None:
         if isinstance(code, int) and code:
             sys.exit(code)
     except EdgeDetectError as e:
-        typer.echo(f"error: {e}", err=True)
+        typer.echo(f"error: {printable(str(e))}", err=True)
         sys.exit(1)
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except ImportError as e:
+        # train, convert, ensemble and .keras evaluation need the [train] extra; a runtime-only install lacks it.
+        if not any(name in str(e) for name in ("tensorflow", "keras", "kagglehub")):
+            raise
+        command = next((a for a in sys.argv[1:] if not a.startswith("-")), "this command")
+        typer.echo(f"error: `edgedetect {printable(command)}` needs TensorFlow and Keras, which this install lacks "
+                   f"({printable(str(e))}); install them with: pip install 'edgedetect[train]'", err=True)
+        sys.exit(1)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except Exception as e:  # click's usage errors

@@ -14,8 +14,8 @@ both are skipped, never silently.
 
 When a dataset has no validation split, a deterministic, stratified one is carved from train.
 Images are decoded once with the runtime's :func:`edgedetect.preprocess.load_image` and the uint8 arrays are
-cached in :func:`cache_dir` (keyed by the source — an archive's size and mtime, or a folder's list of files with
-their sizes and mtimes — the input size and the preprocessing; folders of fewer than
+cached in :func:`cache_dir` (keyed by the source's content — an archive's bytes, or a folder's file names and
+bytes — the input size and the preprocessing; a damaged cache file is removed and decoded again; folders of fewer than
 :data:`FOLDER_CACHE_MIN_IMAGES` images are not cached), so later epochs and runs read from memory. A folder whose
 arrays would exceed the memory budget (:func:`default_memory_budget`) streams instead: its splits are
 :class:`StreamingSplit` objects that decode files on demand.
@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import tarfile
 import time
 import warnings
@@ -36,15 +37,17 @@ from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator, NamedTuple
+from typing import Callable, Iterator
 
 import numpy as np
 
 from edgedetect import LABELS
 from edgedetect.errors import EdgeDetectError, ImageError
-from edgedetect.preprocess import PREPROCESSING, load_image
+from edgedetect.listing import IMAGE_SUFFIXES, FileEntry, FolderListing, list_images
+from edgedetect.listing import wanted as _wanted
+from edgedetect.preprocess import (MAX_IMAGE_BYTES, PREPROCESSING, SUPPORTED_FORMATS, load_image, read_file,
+                                   too_large)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 CLASS_FOLDERS = {"real": 0, "0": 0, "nature": 0, "fake": 1, "1": 1, "ai": 1}
 SPLIT_FOLDERS = {
     "train": "train",
@@ -69,6 +72,9 @@ def archive_kind(path: Path) -> str:
         return "folder"
     if not path.exists():
         raise EdgeDetectError(f"{path}: dataset not found (expected a folder, a .tar.gz or a .zip)")
+    if not path.is_file():  # reading a pipe would block, a device never end
+        raise EdgeDetectError(f"{path}: not a regular file (a pipe, socket or device); expected a folder, a .tar.gz "
+                              "or a .zip")
     if name.endswith((".tar.gz", ".tgz", ".tar")):
         return "tar"
     if name.endswith(".zip"):
@@ -80,48 +86,11 @@ def is_image_name(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
 
 
-def _wanted(relpath: str) -> bool:
-    # macOS zips carry __MACOSX/ copies and ._ resource forks named like the images; they are not images.
-    # (Plain string operations: pathlib costs more than the header parse on 100k small files.)
-    name = relpath.rpartition("/")[2]
-    return (os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES and not name.startswith("._")
-            and "__macosx/" not in relpath.lower())
-
-
-class FileEntry(NamedTuple):
-    relpath: str
-    path: Path
-    size: int
-    mtime_ns: int
-
-
-def list_folder(path: Path) -> list[FileEntry]:
-    """Image files under ``path`` (recursively, following symlinked folders once each), sorted by relative path."""
-    found: list[FileEntry] = []
-    stack = [(path, "")]
-    seen: set[tuple[int, int]] = set()  # (device, inode) of folders listed, so a symlink loop ends
-    while stack:
-        folder, prefix = stack.pop()
-        try:
-            st = folder.stat()
-            if (st.st_dev, st.st_ino) in seen:
-                continue
-            seen.add((st.st_dev, st.st_ino))
-            entries = list(os.scandir(folder))
-        except OSError as e:
-            raise EdgeDetectError(f"{folder}: cannot list folder ({e.strerror or e})") from None
-        for entry in entries:
-            rel = f"{prefix}{entry.name}"
-            try:
-                if entry.is_dir():
-                    stack.append((Path(entry.path), rel + "/"))
-                elif _wanted(rel) and (entry.is_file() or entry.is_symlink()):  # a dangling link is reported, not lost
-                    st = entry.stat()
-                    found.append(FileEntry(rel, Path(entry.path), st.st_size, st.st_mtime_ns))
-            except OSError:
-                found.append(FileEntry(rel, Path(entry.path), 0, 0))  # read fails later and is reported there
-    found.sort(key=lambda f: f.relpath)
-    return found
+def list_folder(path: Path) -> FolderListing:
+    """Image files under ``path`` (:func:`edgedetect.listing.list_images`), without pipes and devices named like
+    images (reading one would block); sub-folders that could not be listed are in ``.skipped``."""
+    listing = list_images(path)
+    return FolderListing([f for f in listing if not f.special], listing.skipped, listing.repeats, listing.folders)
 
 
 class Scan:
@@ -134,6 +103,8 @@ class Scan:
     def __init__(self, path: Path, listing: list[FileEntry] | None = None):
         self.path = path
         self.kind = archive_kind(path)
+        if self.kind != "folder":
+            self.kind = sniff_archive(path) or self.kind  # the content decides: a zip named .tar.gz is read as a zip
         if self.kind == "folder" and listing is None:
             listing = list_folder(path)
         self.listing = listing
@@ -150,11 +121,14 @@ class Scan:
             yield from self._zip()
 
     def _folder(self):
+        for relpath, problem in getattr(self.listing, "skipped", ()):
+            self.files += 1
+            yield relpath, None, problem
         for f in self.listing:
             try:
-                data, problem = f.path.read_bytes(), None
-            except OSError as e:
-                data, problem = None, f"cannot read file ({e.strerror or e})"
+                data, problem = read_file(f.path), None
+            except ImageError as e:
+                data, problem = None, _strip(str(e), f"{f.path}: ")
             self.position += f.size
             self.files += 1
             yield f.relpath, data, problem
@@ -163,13 +137,26 @@ class Scan:
         try:
             with open(self.path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as tar:
                 for member in tar:
-                    if member.isfile() and _wanted(member.name):
-                        data = tar.extractfile(member).read()
-                        self.position = raw.tell()
-                        self.files += 1
-                        yield member.name, data, None
+                    if not _wanted(member.name) or not (member.isfile() or member.islnk() or member.issym()):
+                        continue
+                    data, problem = None, None
+                    try:
+                        target = tar._find_link_target(member) if (member.islnk() or member.issym()) else member
+                    except KeyError:
+                        problem = f"link to {member.linkname}, which is not a file in the archive"
+                    else:
+                        if target.size > MAX_IMAGE_BYTES:  # refused from the header, before reading a byte of it
+                            problem = too_large(target.size)
+                        elif not target.isfile():
+                            problem = f"link to {member.linkname}, which is not a file in the archive"
+                        else:
+                            data = tar.extractfile(target).read()
+                    self.position = raw.tell()
+                    self.files += 1
+                    yield member.name, data, problem
         except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise EdgeDetectError(f"{self.path}: cannot read archive ({e}); check the file, or extract it and pass the folder") from None
+            raise EdgeDetectError(f"{self.path}: cannot read archive ({_first_line(e)}); check the file, or extract "
+                                  "it and pass the folder") from None
 
     def _zip(self):
         try:
@@ -177,15 +164,47 @@ class Scan:
                 for info in zf.infolist():
                     if info.is_dir() or not _wanted(info.filename):
                         continue
-                    try:
-                        data, problem = zf.read(info), None
-                    except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError) as e:
-                        data, problem = None, f"cannot extract from the zip ({e})"  # one bad member, not a bad archive
+                    data, problem = None, None
+                    if info.flag_bits & 0x1:
+                        problem = "encrypted in the zip; extract it with its password and pass the folder"
+                    elif info.file_size > MAX_IMAGE_BYTES:  # zipfile reads no more than the declared size
+                        problem = too_large(info.file_size)
+                    else:
+                        try:
+                            data = zf.read(info)
+                        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError,
+                                OSError) as e:
+                            # one bad member, not a bad archive
+                            problem = f"cannot extract from the zip ({_first_line(e)})"
                     self.position = info.header_offset + info.compress_size
                     self.files += 1
                     yield info.filename, data, problem
-        except (zipfile.BadZipFile, OSError) as e:
-            raise EdgeDetectError(f"{self.path}: cannot read archive ({e}); check the file, or extract it and pass the folder") from None
+        except (zipfile.BadZipFile, OSError, EOFError) as e:
+            raise EdgeDetectError(f"{self.path}: cannot read archive ({_first_line(e)}); check the file, or extract "
+                                  "it and pass the folder") from None
+
+
+def _first_line(e: BaseException) -> str:
+    lines = str(e).strip().splitlines()
+    return lines[0].rstrip(":") if lines else type(e).__name__
+
+
+def _strip(message: str, prefix: str) -> str:
+    return message[len(prefix):] if message.startswith(prefix) else message
+
+
+def sniff_archive(path: Path) -> str | None:
+    """``tar`` or ``zip`` from the first bytes of ``path`` (gzip, bzip2, xz, plain tar; zip), or None."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        return "zip"
+    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")) or head[257:262] == b"ustar":
+        return "tar"
+    return None
 
 
 def iter_files(path: Path) -> Iterator[tuple[str, bytes]]:
@@ -486,16 +505,25 @@ def _gib(n: float) -> str:
 
 
 def _cache_key(path: Path, img_size: int, listing: list[FileEntry] | None = None) -> str:
+    """Key of the decoded arrays: the source's bytes (an archive's, or every file's of a folder, with its name),
+    the input size and the preprocessing. Content, not size and mtime: a file replaced by another of the same
+    size and time must not bring back the old arrays."""
     ident = {"source": str(path.resolve()), "img_size": img_size, "preprocessing": PREPROCESSING, "version": _CACHE_VERSION}
-    if listing is None:
-        stat = path.stat()
-        ident.update(size=stat.st_size, mtime=stat.st_mtime_ns)
-    else:
-        # A folder's own mtime misses edits deeper down, so the key covers every file's size and mtime.
-        h = hashlib.sha256()
-        for f in listing:
-            h.update(f"{f.relpath}\0{f.size}\0{f.mtime_ns}\n".encode())
-        ident["listing"] = h.hexdigest()
+    h = hashlib.sha256()
+    for name, file in ([("", path)] if listing is None else [(f.relpath, f.path) for f in listing]):
+        h.update(f"{name}\0".encode())
+        try:  # non-blocking: a link to a pipe must not stall the key
+            with os.fdopen(os.open(file, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0)), "rb") as f:
+                info = os.fstat(f.fileno())
+                if not stat.S_ISREG(info.st_mode) or (info.st_size > MAX_IMAGE_BYTES and listing is not None):
+                    h.update(f"not read: {info.st_mode} {info.st_size}".encode())  # refused when decoding
+                    continue
+                while chunk := f.read(1 << 20):
+                    h.update(chunk)
+        except OSError as e:
+            h.update(f"unreadable: {e.errno}".encode())
+    h.update(repr(getattr(listing, "skipped", None)).encode())
+    ident["content"] = h.hexdigest()
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:20]
 
 
@@ -554,7 +582,7 @@ def _streaming_splits(listing: list[FileEntry], layout_of: dict[str, tuple[str, 
     from PIL import Image
 
     rows: dict[str, tuple[list, list, list]] = {}
-    unreadable: list[tuple[str, str]] = []
+    unreadable: list[tuple[str, str]] = list(getattr(listing, "skipped", ()))
     with progress_bar("checking", scan, progress) as tick:
         for f in listing:
             scan.position += f.size
@@ -563,11 +591,20 @@ def _streaming_splits(listing: list[FileEntry], layout_of: dict[str, tuple[str, 
             where = layout_of.get(f.relpath)
             if where is None:
                 continue
+            if f.size > MAX_IMAGE_BYTES:
+                unreadable.append((f.relpath, too_large(f.size)))
+                continue
             try:
+                if not stat.S_ISREG(os.stat(f.path).st_mode):  # a link to a pipe: opening it would block
+                    unreadable.append((f.relpath, "not a regular file (a pipe, socket or device)"))
+                    continue
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                    with Image.open(f.path) as img:
+                    with Image.open(f.path, formats=SUPPORTED_FORMATS) as img:
                         img.size  # noqa: B018 -- the header is parsed by open(); this only documents the intent
+            except Image.UnidentifiedImageError:
+                unreadable.append((f.relpath, "not an image file edgedetect reads (JPEG, PNG, WebP, BMP, GIF, TIFF)"))
+                continue
             except Exception as e:  # Pillow raises many kinds of errors on malformed headers
                 unreadable.append((f.relpath, f"cannot open image ({str(e) or type(e).__name__})"))
                 continue
@@ -623,8 +660,9 @@ def load_dataset(
     cache_file = None
     if use_cache and (listing is None or len(layout_of) >= FOLDER_CACHE_MIN_IMAGES):
         cache_file = cache_dir() / f"{path.name or path.resolve().name}-{img_size}px-{_cache_key(path, img_size, listing)}.npz"
-    if cache_file is not None and cache_file.exists():
-        splits, unreadable, unlabelled = _read_cache(cache_file)
+    cached = _read_cache(cache_file) if cache_file is not None and cache_file.exists() else None
+    if cached is not None:
+        splits, unreadable, unlabelled = cached
     else:
         splits, unreadable, unlabelled = _decode_all(path, img_size, progress, budget, listing)
         _check_layout(path, splits)
@@ -644,12 +682,52 @@ def _finish(dataset: Dataset, val_fraction: float, seed: int) -> Dataset:
 
 
 def _read_cache(cache_file: Path):
-    with np.load(cache_file, allow_pickle=False) as z:
-        names = [str(n) for n in z["splits"]]
-        splits = {n: SplitArrays(z[f"x_{n}"], z[f"y_{n}"], [str(p) for p in z[f"paths_{n}"]]) for n in names}
-        unreadable = [tuple(map(str, row)) for row in z["unreadable"].reshape(-1, 2)]
-        unlabelled = [str(p) for p in z["unlabelled"]] if "unlabelled" in z.files else []
-    return splits, unreadable, unlabelled
+    """``(splits, unreadable, unlabelled)`` from a cache file, or None (with a warning; the file is removed) when
+    it is damaged: truncated, not an .npz, or holding arrays that do not fit together."""
+    try:
+        with np.load(cache_file, allow_pickle=False) as z:
+            names = [str(n) for n in z["splits"]]
+            splits = {n: SplitArrays(z[f"x_{n}"], z[f"y_{n}"], [str(p) for p in z[f"paths_{n}"]]) for n in names}
+            unreadable = [tuple(map(str, row)) for row in z["unreadable"].reshape(-1, 2)]
+            unlabelled = [str(p) for p in z["unlabelled"]] if "unlabelled" in z.files else []
+        for n, split in splits.items():
+            x = split.x
+            if (n not in SPLITS or x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:3] != (x.shape[1], x.shape[1])
+                    or x.shape[3] != 3 or len(split.y) != len(x) or len(split.paths) != len(x)
+                    or not np.isin(split.y, (0, 1)).all()):
+                raise ValueError(f"split {n!r} holds arrays that do not fit together")
+        return splits, unreadable, unlabelled
+    except Exception as e:  # noqa: BLE001 -- zipfile, numpy and pickle-refusal errors: the cache is only a copy
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        warnings.warn(f"{cache_file}: damaged cache file ({detail}); removed, decoding the dataset again", stacklevel=2)
+        try:
+            cache_file.unlink()
+        except OSError:
+            pass
+        return None
+
+
+_TMP_CACHE = re.compile(r"\.tmp(\d+)\.npz$")
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove temporary cache files left by a process that was killed while writing one."""
+    for tmp in folder.glob("*.tmp*.npz"):
+        m = _TMP_CACHE.search(tmp.name)
+        if not m:
+            continue
+        pid = int(m.group(1))
+        try:
+            alive = pid != os.getpid() and (os.kill(pid, 0) or True)
+        except ProcessLookupError:
+            alive = False
+        except OSError:  # another user's process: alive
+            alive = True
+        try:
+            if not alive or time.time() - tmp.stat().st_mtime > 86400:
+                tmp.unlink()
+        except OSError:
+            pass
 
 
 def _write_cache(cache_file: Path, splits: dict[str, SplitArrays], unreadable: list[tuple[str, str]],
@@ -659,10 +737,16 @@ def _write_cache(cache_file: Path, splits: dict[str, SplitArrays], unreadable: l
         payload.update({f"x_{name}": s.x, f"y_{name}": s.y, f"paths_{name}": np.array(s.paths)})
     payload["unreadable"] = np.array(unreadable, dtype=str).reshape(-1, 2)
     payload["unlabelled"] = np.array(unlabelled, dtype=str)
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
     try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(cache_file.parent)
         np.savez(tmp, **payload)
         os.replace(tmp, cache_file)
-    except OSError:
-        tmp.unlink(missing_ok=True)  # a cache that cannot be written only costs time
+    except BaseException as e:  # interrupted or failed: no half-written copy stays behind
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if not isinstance(e, OSError):  # a cache that cannot be written only costs time; Ctrl-C still stops
+            raise

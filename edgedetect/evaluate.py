@@ -82,8 +82,10 @@ class Scorer:
 
     def __init__(self, model: Path, threads: int | None):
         suffix = model.suffix.lower()
-        if not model.is_file():
+        if not model.exists() or model.is_dir():
             raise EdgeDetectError(f"{model}: model not found" + (" (it is a folder)" if model.is_dir() else ""))
+        if not model.is_file():
+            raise EdgeDetectError(f"{model}: not a regular file (a pipe, socket or device); pass a model file")
         self.model_threshold: tuple[float, str] | None = None
         self.training: dict = {}  # the training run's settings (data, val_fraction, seed), where known
         if suffix == ".tflite":
@@ -243,7 +245,10 @@ def evaluate(cfg: EvalConfig, progress: bool = False) -> Evaluation:
     report["worst_mistakes"] = [{"path": result.paths[i], "label": LABELS[result.y[i]], "p_fake": float(p_fake[i])}
                                 for i in worst_mistakes(result.y, p_fake, threshold)]
     if plots is not None:
-        report["plots"] = [str(p) for p in write_plots(result, plots, cfg.force)]
+        try:
+            report["plots"] = [str(p) for p in write_plots(result, plots, cfg.force)]
+        except EdgeDetectError as e:  # a full disk costs the pictures, not the figures: the caller prints both
+            report["plots"], report["plot_error"] = [], str(e)
     return result
 
 

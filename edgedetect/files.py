@@ -6,15 +6,15 @@ import os
 import tempfile
 from pathlib import Path
 
-from edgedetect.errors import EdgeDetectError
+from edgedetect.errors import EdgeDetectError, WriteError
 
 
 def check_writable(path: Path, force: bool = False, option: str | None = None,
                    suffixes: tuple[str, ...] | None = None) -> None:
     """Raise EdgeDetectError, before any work, when ``path`` cannot be written as an output file.
 
-    That is: a suffix not in ``suffixes`` (when given), a folder, an existing file (without ``force``), or a
-    missing or read-only parent folder. ``option`` (e.g. ``--plot``) is named in the message.
+    That is: a suffix not in ``suffixes`` (when given), a folder, an existing pipe, socket or device (even with
+    ``force``), an existing file (without ``force``), or a missing or read-only parent folder. ``option`` (e.g. ``--plot``) is named in the message.
     """
     label = f"{option} {path}" if option else str(path)
     if suffixes and path.suffix.lower() not in suffixes:
@@ -22,6 +22,9 @@ def check_writable(path: Path, force: bool = False, option: str | None = None,
                               f"use one of {', '.join(suffixes)}")
     if path.is_dir():
         raise EdgeDetectError(f"{label}: is a folder; give a file name inside it")
+    if path.exists() and not path.is_file():  # --force or not: replacing a pipe or device node is never meant
+        raise EdgeDetectError(f"{label}: exists and is not a regular file (a pipe, socket or device); "
+                              "choose another output path")
     if path.exists() and not force:
         raise EdgeDetectError(f"{label} already exists; pass --force to overwrite it or choose another output path")
     parent = path.parent
@@ -35,16 +38,28 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
 
     Readers never see a half-written file, and an interrupted write leaves the old file (if any) intact.
+
+    Raises:
+        EdgeDetectError: ``path`` is a pipe, socket or device, or the write failed (disk full, file-size limit).
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise EdgeDetectError(f"{path}: exists and is not a regular file (a pipe, socket or device); nothing was "
+                              "written")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise WriteError(f"{path}: cannot write ({e.strerror or e}); nothing was written") from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):  # disk full, a file-size limit, a quota: the user's to fix, not a bug
+            raise WriteError(f"{path}: cannot write ({e.strerror or e}); nothing was written, any file "
+                             "there before is unchanged") from None
         raise
 
 

@@ -20,17 +20,23 @@ from typing import Sequence
 
 from edgedetect import LABELS
 from edgedetect.data import SPLITS, Layout, Scan, progress_bar
+from edgedetect.errors import ImageError, printable
 
 
 def _header(data: bytes) -> tuple[int, int, str, str, int | None]:
     """``(width, height, mode, format, JPEG quality or None)`` from the header alone."""
     from PIL import Image
 
+    from edgedetect.preprocess import SUPPORTED_FORMATS, unidentified
+
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        with Image.open(io.BytesIO(data)) as img:
-            quality = jpeg_quality(getattr(img, "quantization", None)) if img.format == "JPEG" else None
-            return img.width, img.height, img.mode, img.format or "?", quality
+        try:
+            with Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS) as img:
+                quality = jpeg_quality(getattr(img, "quantization", None)) if img.format == "JPEG" else None
+                return img.width, img.height, img.mode, img.format or "?", quality
+        except Image.UnidentifiedImageError:  # its message names a BytesIO object, not the file
+            raise ImageError(unidentified(data)) from None
 
 
 # The IJG (libjpeg) luminance table at quality 50; every encoder that takes a "quality" scales it.
@@ -107,8 +113,10 @@ def inspect_dataset(paths: str | Path | Sequence[str | Path], progress: bool = T
                 if problem is None:
                     try:
                         w, h, mode, fmt, quality = _header(data)
+                    except ImageError as e:
+                        problem = str(e)
                     except Exception as e:  # Pillow raises many kinds of errors on malformed headers
-                        problem = f"cannot open image ({str(e) or type(e).__name__})"
+                        problem = f"cannot open image ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
                 if problem is not None:
                     unreadable.append({"path": prefix + relpath, "problem": problem})
                     continue
@@ -317,4 +325,4 @@ def format_report(report: dict) -> str:
                                       + (f", {row['mixed_labels']:,} with different labels" if row["mixed_labels"] else "")
                                       if row["groups"] else "none"))
         lines.extend(f"    e.g. {' == '.join(g)}" for g in row["examples"][:3])
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)  # file names with newlines or escapes stay one inert line

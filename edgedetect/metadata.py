@@ -8,6 +8,7 @@ positive class), input size, preprocessing, decision threshold, precision and I/
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -18,6 +19,7 @@ from edgedetect.files import atomic_write_text
 from edgedetect.preprocess import PREPROCESSING
 
 PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
+MAX_METADATA_BYTES = 1 << 20
 
 
 @dataclass
@@ -75,13 +77,68 @@ def read_metadata(model_path: str | os.PathLike) -> ModelMetadata | None:
     if not path.is_file():
         return None
     try:
+        if path.stat().st_size > MAX_METADATA_BYTES:
+            raise ValueError(f"{path.stat().st_size:,} bytes, more than metadata ever takes")
         doc = json.loads(path.read_text(encoding="utf-8"))
-        meta = ModelMetadata.from_dict(doc)
-    except (ValueError, TypeError, UnicodeDecodeError) as e:
-        raise EdgeDetectError(f"{path}: not valid model metadata ({e}); delete or fix it") from None
-    if list(meta.labels) != list(LABELS):
-        raise EdgeDetectError(f"{path}: labels {meta.labels} are not {list(LABELS)}; this is not an edgedetect model")
+        problem = check_metadata(doc)
+        if problem is None:
+            meta = ModelMetadata.from_dict(doc)
+    except (ValueError, TypeError, UnicodeDecodeError, RecursionError, OSError) as e:
+        detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+        detail = "nested too deeply" if isinstance(e, RecursionError) else detail
+        raise EdgeDetectError(f"{path}: not valid model metadata ({detail}); delete or fix it") from None
+    if problem is not None:
+        raise EdgeDetectError(f"{path}: not valid model metadata: {problem}; delete or fix it")
     return meta
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_metadata(doc) -> str | None:
+    """The first problem of a metadata document's types and ranges, or None when it is usable.
+
+    Checks the fields the runtime reads: ``input_size`` a positive integer, ``threshold`` a finite number in
+    [0, 1], ``labels`` exactly REAL, FAKE, ``precision``/``io``/``arch`` strings, ``preprocessing``/``training``/
+    ``metrics``/``source_model`` objects, ``calibration`` an object or null. Unknown keys, and anything nested
+    inside those objects, are accepted: newer files may carry more.
+    """
+    if not isinstance(doc, dict):
+        return f"expected a JSON object, received {_short(doc)} ({_kind(doc)})"
+    for key in ("input_size", "precision"):
+        if key not in doc:
+            return f"missing {key!r}"
+    size = doc["input_size"]
+    if not (isinstance(size, int) and not isinstance(size, bool) and 1 <= size <= 1 << 16):
+        return f"input_size must be a positive integer, received {_short(size)} ({_kind(size)})"
+    if "threshold" in doc:
+        t = doc["threshold"]
+        if not (_is_number(t) and math.isfinite(t) and 0.0 <= t <= 1.0):
+            return f"threshold must be a number from 0 to 1, received {_short(t)} ({_kind(t)})"
+    if "labels" in doc and doc["labels"] != list(LABELS):
+        return f"labels {_short(doc['labels'])} are not {list(LABELS)}; this is not an edgedetect model"
+    for key, kinds, what in (("precision", str, "a string"), ("io", str, "a string"), ("arch", str, "a string"),
+                             ("edgedetect_version", str, "a string"), ("preprocessing", dict, "an object"),
+                             ("training", dict, "an object"), ("metrics", dict, "an object"),
+                             ("source_model", dict, "an object"),
+                             ("calibration", (dict, type(None)), "an object or null")):
+        if key in doc and not isinstance(doc[key], kinds):
+            return f"{key} must be {what}, received {_short(doc[key])} ({_kind(doc[key])})"
+    return None
+
+
+_JSON_TYPES = {"NoneType": "null", "bool": "boolean", "int": "number", "float": "number", "str": "string",
+               "list": "array", "dict": "object"}
+
+
+def _kind(value) -> str:
+    return _JSON_TYPES.get(type(value).__name__, type(value).__name__)
+
+
+def _short(value) -> str:
+    text = json.dumps(value) if isinstance(value, (str, bool, type(None))) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def write_metadata(model_path: str | os.PathLike, meta: ModelMetadata) -> Path:

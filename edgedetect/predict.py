@@ -23,8 +23,8 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from edgedetect import LABELS
-from edgedetect.data import IMAGE_SUFFIXES
 from edgedetect.errors import EdgeDetectError
+from edgedetect.listing import IMAGE_SUFFIXES, glob_images, list_images
 from edgedetect.preprocess import open_image
 from edgedetect.runtime import Classifier
 
@@ -61,23 +61,17 @@ def default_model_path(key: str = "model") -> Optional[Path]:
     return Path(str(path))
 
 
-def _images_under(folder: Path) -> list[Path]:
-    found = []
-    for root, _, names in os.walk(folder):  # os.walk, not rglob + is_file: no stat per file on big folders
-        found += [os.path.join(root, n) for n in names if os.path.splitext(n)[1].lower() in IMAGE_SUFFIXES]
-    return [Path(p) for p in sorted(found)]
-
-
 def collect_inputs(paths: Iterable[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand the user's PATH arguments into image files.
 
     A file is taken as given (whatever its suffix); a folder is searched recursively for image files
-    (``IMAGE_SUFFIXES``); anything else is tried as a glob pattern (``**`` recurses). A path that exists is
-    never treated as a pattern, so names such as ``0000 (10).jpg`` or ``img[1].png`` work literally.
+    (:func:`edgedetect.listing.list_images`: symlinked folders followed, each folder once); anything else is tried
+    as a glob pattern (``**`` recurses, over the same loop-safe walk). A path that exists is never treated as a
+    pattern, so names such as ``0000 (10).jpg`` or ``img[1].png`` work literally.
 
     Returns:
-        ``(files, problems)``: the files in argument order without duplicates, and ``(argument, problem)``
-        for each argument that yielded no image.
+        ``(files, problems)``: the files in argument order without duplicates, and ``(argument or folder,
+        problem)`` for each argument that yielded no image and each sub-folder that could not be listed.
     """
     files: list[Path] = []
     problems: list[tuple[str, str]] = []
@@ -97,18 +91,21 @@ def collect_inputs(paths: Iterable[str]) -> tuple[list[Path], list[tuple[str, st
     for arg in paths:
         path = Path(arg)
         if path.is_dir():
-            if not add(_images_under(path)):
+            try:
+                listing = list_images(path)
+            except EdgeDetectError as e:
+                problems.append((arg, _problem(e, path)))
+                continue
+            problems += [(str(path / rel), problem) for rel, problem in listing.skipped]
+            if not add(e.path for e in listing) and not listing.skipped:
                 problems.append((arg, f"folder holds no image files ({suffixes})"))
-        elif path.exists():
+        elif path.exists() or path.is_symlink():
             add([path])
         elif glob.has_magic(arg):
-            matches = [Path(m) for m in sorted(glob.glob(arg, recursive=True))]
-            found = [m for m in matches if m.is_file() and m.suffix.lower() in IMAGE_SUFFIXES]
-            for m in matches:
-                if m.is_dir():
-                    found += _images_under(m)
+            found, matched, skipped = glob_images(arg)
+            problems += [(str(p), problem) for p, problem in skipped]
             if not add(found):
-                what = "matches no image files" if matches else "matches nothing"
+                what = "matches no image files" if matched else "matches nothing"
                 problems.append((arg, f"pattern {what}; check the pattern (quote it so the shell leaves it alone)"))
         else:
             problems.append((arg, "not found: no such file or folder"))

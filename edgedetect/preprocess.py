@@ -33,6 +33,11 @@ from edgedetect.errors import ImageError
 Source = Union[str, os.PathLike, bytes]
 
 RESAMPLE = Image.Resampling.BILINEAR
+# The only decoders untrusted files reach. Pillow would hand others to external programs (EPS to Ghostscript) or
+# to little-used parsers; a file in another format is "not a supported image".
+SUPPORTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF")
+SUPPORTED_NAMES = "JPEG, PNG, WebP, BMP, GIF, TIFF"
+MAX_IMAGE_BYTES = 512 << 20  # an image file is read whole; larger files are refused before reading
 _EXIF_ORIENTATION = 0x0112
 
 # Written into every model's metadata so a model says how its inputs were made.
@@ -68,17 +73,28 @@ def _read_regular_file(path: str | os.PathLike) -> bytes | None:
         if not stat.S_ISREG(info.st_mode):
             return None
         size = info.st_size
+        if size > MAX_IMAGE_BYTES:  # checked before reading: a sparse 30 GB file would fill memory
+            raise ImageError(f"{path}: {too_large(size)}")
         data = os.read(fd, size + 1)  # one byte more: a file that grew since fstat is read to its end below
         if len(data) == size:
             return data
         parts = [data]  # grew, or a short read (one read() returns at most ~2 GiB on Linux): read to the end
         while chunk := os.read(fd, 1 << 20):
             parts.append(chunk)
+            size += len(chunk)
+            if size > MAX_IMAGE_BYTES:
+                raise ImageError(f"{path}: {too_large(size)}")
         return b"".join(parts)
     except OSError:
         return None
     finally:
         os.close(fd)
+
+
+def too_large(size: int) -> str:
+    """The problem of a file or archive member of ``size`` bytes over :data:`MAX_IMAGE_BYTES`."""
+    shown = f"{size / 2**30:,.1f} GiB" if size >= 1 << 30 else f"{size / 2**20:,.0f} MiB"
+    return f"file too large ({shown}; image files over {MAX_IMAGE_BYTES >> 20} MiB are refused)"
 
 
 def _read_bytes(source: Source) -> bytes:
@@ -93,6 +109,8 @@ def _read_bytes(source: Source) -> bytes:
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             # A pipe would block the read forever and a device (/dev/zero) never end it.
             raise ImageError(f"{path}: not a regular file (a pipe, socket or device); pass image files")
+        if path.stat().st_size > MAX_IMAGE_BYTES:
+            raise ImageError(f"{path}: {too_large(path.stat().st_size)}")
         return path.read_bytes()
     except FileNotFoundError:
         problem = "broken symlink" if path.is_symlink() else "file not found"
@@ -105,15 +123,29 @@ def _read_bytes(source: Source) -> bytes:
     raise ImageError(f"{path}: {problem}")
 
 
+def read_file(path: str | os.PathLike) -> bytes:
+    """The bytes of an image file, refused as :func:`load_image` refuses it (ImageError: missing, a pipe or
+    device, unreadable, over :data:`MAX_IMAGE_BYTES`)."""
+    return _read_bytes(path)
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "RGB":
         return img
     if mode.startswith("I;16") or mode in ("I", "F"):
-        arr = np.asarray(img, dtype=np.float64)
-        if mode.startswith("I;16") or arr.max(initial=0) > 255:
-            arr = arr / 257.0  # 16-bit range 0..65535 onto 0..255
-        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "L").convert("RGB")
+        arr = np.asarray(img)
+        finite = arr if arr.dtype.kind in "iu" else np.where(np.isfinite(arr), arr, 0)  # NaN/inf pixels count as 0
+        scale = 257.0 if mode.startswith("I;16") or finite.max(initial=0) > 255 else 1.0  # 0..65535 onto 0..255
+        out = np.empty(arr.shape, np.uint8)
+        rows = max(1, (1 << 18) // max(1, arr.shape[1]))  # 2 MB of float64 at a time, not copies of the whole image
+        for top in range(0, arr.shape[0], rows):
+            part = finite[top : top + rows].astype(np.float64)
+            part /= scale
+            np.rint(part, out=part)
+            out[top : top + rows] = np.clip(part, 0, 255, out=part)
+        del arr, finite, part  # freed before the RGB copy is made
+        return Image.fromarray(out, "L").convert("RGB")
     if mode == "P" and "transparency" in img.info:
         img, mode = img.convert("RGBA"), "RGBA"
     if mode in ("RGBA", "LA", "PA", "La", "RGBa"):
@@ -186,6 +218,37 @@ def _signature(data: bytes) -> str | None:
     return next((kind for magic, kind in _SIGNATURES if data.startswith(magic)), None)
 
 
+def _other_format(data: bytes) -> str | None:
+    """The name of a file format Pillow knows but edgedetect does not decode, from its first bytes only."""
+    if data.startswith((b"%!PS", b"\xc5\xd0\xd3\xc6")):
+        return "PostScript"
+    if data.startswith(b"%PDF"):
+        return "PDF"
+    if data[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypavif"):
+        return "HEIF/AVIF"
+    Image.init()
+    prefix = data[:16]
+    for fmt in Image.ID:
+        accept = Image.OPEN[fmt][1]
+        try:
+            if fmt not in SUPPORTED_FORMATS and accept is not None and accept(prefix):
+                return fmt
+        except Exception:  # noqa: BLE001 -- a plugin's header test that fails on odd bytes names nothing
+            continue
+    return None
+
+
+def unidentified(data: bytes) -> str:
+    """The problem of bytes that no allowed decoder opens: a damaged image, another format, or no image."""
+    kind = _signature(data)
+    if kind:
+        return f"starts like a {kind} file but its header is truncated or corrupt"
+    other = _other_format(data)
+    if other:
+        return f"not a supported image ({other}); supported: {SUPPORTED_NAMES}"
+    return "not an image file Pillow can read"
+
+
 def open_image(source: Source) -> Image.Image:
     """Decode ``source`` (a path or the file's bytes) into an upright 8-bit RGB Pillow image.
 
@@ -204,7 +267,7 @@ def open_image(source: Source) -> Image.Image:
             # Pillow warns (without naming the file) about damaged metadata such as corrupt EXIF; the pixels
             # decode, so the image is classified rather than the output cluttered.
             warnings.simplefilter("ignore", UserWarning)
-            img = Image.open(io.BytesIO(data))
+            img = Image.open(io.BytesIO(data), formats=SUPPORTED_FORMATS)
             img.load()
             if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
                 img = ImageOps.exif_transpose(img)
@@ -212,11 +275,7 @@ def open_image(source: Source) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{_name(source)}: image too large, refused as a possible decompression bomb ({e})") from None
     except Image.UnidentifiedImageError:
-        kind = _signature(data)
-        if kind:
-            raise ImageError(f"{_name(source)}: starts like a {kind} file but its header is truncated or "
-                             "corrupt") from None
-        raise ImageError(f"{_name(source)}: not an image file Pillow can read") from None
+        raise ImageError(f"{_name(source)}: {unidentified(data)}") from None
     except Exception as e:  # Pillow's decoders raise many kinds of errors on malformed data.
         detail = str(e) or type(e).__name__
         if "truncated" in detail.lower():

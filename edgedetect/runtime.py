@@ -16,6 +16,7 @@ import numpy as np
 from edgedetect.errors import EdgeDetectError
 from edgedetect.interpreter import find_interpreter
 from edgedetect.metadata import ModelMetadata, read_metadata
+from edgedetect.model_check import check_io_types, check_model, check_threads, probe_model, read_model_file
 
 DEFAULT_BATCH = 256
 
@@ -51,6 +52,33 @@ def domain_warning(meta: ModelMetadata, size, padded: bool = False) -> str | Non
     return None
 
 
+def _first_invoke(Interpreter, data: bytes) -> None:
+    """Load ``data``, run it once at its batch size and once at batch 2, free it (what :func:`probe_model` runs)."""
+    interp = Interpreter(model_content=data, num_threads=1)
+    interp.allocate_tensors()
+    details = interp.get_input_details()
+    for batch in (None, 2):
+        try:
+            if batch is not None:
+                if len(details) != 1 or len(details[0]["shape"]) != 4:
+                    return
+                interp.resize_tensor_input(details[0]["index"], [batch, *details[0]["shape"][1:]])
+                interp.allocate_tensors()
+                details = interp.get_input_details()
+            for d in details:
+                interp.set_tensor(d["index"], np.full(d["shape"], 100, d["dtype"]))
+            interp.invoke()
+            for d in interp.get_output_details():
+                interp.get_tensor(d["index"])
+        except (RuntimeError, ValueError) as e:
+            if batch is None:
+                raise
+            lines = str(e).strip().splitlines()
+            raise RuntimeError(f"it runs one image at a time only ({lines[0] if lines else type(e).__name__}); "
+                               "edgedetect runs batches: convert it with a free batch dimension") from None
+    del interp  # a damaged model can also crash when the interpreter frees it
+
+
 class Classifier:
     """A loaded .tflite detector.
 
@@ -65,21 +93,23 @@ class Classifier:
 
     def __init__(self, model_path: str | os.PathLike, threads: int | None = None, batch_size: int = DEFAULT_BATCH):
         path = Path(model_path)
-        if not path.is_file():
-            raise EdgeDetectError(f"{path}: model not found" + (" (it is a folder)" if path.is_dir() else ""))
-        if path.suffix.lower() != ".tflite":
+        if path.suffix.lower() != ".tflite" and path.is_file():
             raise EdgeDetectError(f"{path}: not a .tflite model (runtime commands take .tflite files; "
                                   "convert a .keras model with `edgedetect convert`)")
+        data = read_model_file(path)
         Interpreter, self.interpreter_package, self.interpreter_version = find_interpreter()
         self.path = path
-        self.threads = threads or os.cpu_count() or 1
+        self.threads = check_threads(threads, "--threads") or os.cpu_count() or 1
         self.batch_size = batch_size
         try:
-            self._interp = Interpreter(model_path=str(path), num_threads=self.threads)
+            check_model(data)
+            probe_model(data, lambda d: _first_invoke(Interpreter, d))
+            self._model_data = data  # the interpreter reads the bytes in place; they must outlive it
+            self._interp = Interpreter(model_content=data, num_threads=self.threads)
             self._interp.allocate_tensors()
             # Inside the try: a damaged file can pass the flatbuffer check and hold names that are not UTF-8.
             inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
-        except (ValueError, RuntimeError) as e:
+        except (ValueError, RuntimeError, EdgeDetectError) as e:
             detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise EdgeDetectError(f"{path}: not a valid TFLite model ({detail})") from None
         if len(inputs) != 1 or len(outputs) != 1:
@@ -87,9 +117,14 @@ class Classifier:
                                   f"{len(outputs)} outputs (expected 1 image input and 1 score output)")
         self._in, self._out = inputs[0], outputs[0]
         shape = tuple(int(d) for d in self._in["shape"])
-        if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2]:
+        if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or shape[1] < 1:
             raise EdgeDetectError(f"{path}: not an image classifier: input shape {list(shape)}, "
                                   "expected [batch, size, size, 3] (square RGB)")
+        signature = [int(d) for d in self._in.get("shape_signature", shape)]
+        if len(signature) == 4 and min(signature[1:]) < 0:
+            raise EdgeDetectError(f"{path}: the input size is dynamic (shape signature {signature}); edgedetect "
+                                  "needs a model converted with a fixed input size, such as [1, 32, 32, 3]")
+        check_io_types(path, self._in, self._out)
         if int(np.prod(self._out["shape"][1:])) != 1:
             shape_out = [int(d) for d in self._out["shape"]]
             raise EdgeDetectError(f"{path}: not a binary detector: output shape {shape_out}, "
@@ -187,7 +222,12 @@ class Classifier:
         self._resize(len(batch))
         self._interp.set_tensor(self._in["index"], self._quantize(batch))
         self._interp.invoke()
-        return self._dequantize(self._interp.get_tensor(self._out["index"])).reshape(len(batch))
+        p = self._dequantize(self._interp.get_tensor(self._out["index"])).reshape(len(batch))
+        ok = (p >= -1e-6) & (p <= 1 + 1e-6)  # false for NaN too; the slack is float rounding, not a wrong model
+        if not ok.all():
+            raise EdgeDetectError(f"{self.path}: the model's output {p[~ok][0]:g} is not a probability in [0, 1]; "
+                                  "an edgedetect detector ends in a sigmoid (p_fake)")
+        return np.clip(p, 0.0, 1.0)
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """p_fake for uint8 images of shape (N, S, S, 3), in batches of ``batch_size``.

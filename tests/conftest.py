@@ -149,3 +149,8 @@ def tiny_tflite(tiny_keras_model, tmp_path_factory) -> dict[str, Path]:
         write_metadata(path, ModelMetadata(input_size=TINY_SIZE, precision=precision, io=io, arch="tiny-test-cnn"))
         paths[precision] = path
     return paths
+
+
+def pytest_configure(config):
+    # Slow tests still run by default (CI runs plain `python -m pytest -q`); `-m "not slow"` skips them locally.
+    config.addinivalue_line("markers", "slow: takes more than a few seconds; deselect with -m 'not slow'")

@@ -674,3 +674,670 @@ def test_ctrl_c_during_training(tmp_path):
     # the finished epoch's checkpoint is whole and no half-written one is left, wherever Ctrl-C landed
     assert (run / "last.keras").is_file() and (run / "state.json").is_file()
     assert not [p.name for p in run.iterdir() if p.name.startswith(".")]
+
+
+# =========================================================================== round 2: hostile files (issue 15)
+# Each test below builds a class of hostile input at test time and holds every command to docs/reliability.md:
+# one line naming the file and the problem, the rest of the run goes on, exit 1 where something failed, no
+# traceback, no crash (exit 134/139), no hang, nothing half-written, never a silent wrong answer.
+
+SHIPPED = REPO / "models"
+
+
+def shipped_copy(folder: Path, name: str = "cnn32_int8") -> Path:
+    """A copy of a shipped model and its sidecar in ``folder`` (to damage or to pair with a bad sidecar)."""
+    shutil.copy(SHIPPED / f"{name}.tflite", folder / f"{name}.tflite")
+    shutil.copy(SHIPPED / f"{name}.json", folder / f"{name}.json")
+    return folder / f"{name}.tflite"
+
+
+def assert_no_crash(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode in (0, 1), (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def eps_bytes() -> bytes:
+    return (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n"
+            b"newpath 0 0 moveto 10 10 lineto stroke showpage\n%%EOF\n")
+
+
+@pytest.fixture(scope="session")
+def hostile_folder(tmp_path_factory) -> Path:
+    """REAL/FAKE folders with good images beside PostScript named .jpg, a 30 GB sparse .jpg, a NaN TIFF, an ICO named
+    .png, and file names holding a newline and a terminal escape sequence."""
+    root = tmp_path_factory.mktemp("hostile")
+    rng = np.random.default_rng(3)
+    for label in ("REAL", "FAKE"):
+        (root / label).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 256, (20, 20, 3), np.uint8)).save(root / label / f"ok{i}.png")
+    (root / "REAL" / "photo.jpg").write_bytes(eps_bytes())
+    with open(root / "FAKE" / "huge.jpg", "wb") as f:  # sparse: 30 GB long, no disk used
+        f.truncate(30 * 2**30)
+    Image.fromarray(np.full((16, 16), np.nan, np.float32)).save(root / "REAL" / "nan.tiff")
+    Image.new("RGB", (16, 16)).save(root / "FAKE" / "icon.png", "ICO")
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(root / "REAL" / "new\nline.png")
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(root / "REAL" / "esc\x1b[31mred.png")
+    return root
+
+
+HOSTILE_BAD = {"REAL/photo.jpg": "not a supported image (PostScript); supported: JPEG, PNG",
+               "FAKE/huge.jpg": "file too large (30.0 GiB",
+               "FAKE/icon.png": "not a supported image (ICO)"}
+HOSTILE_GOOD = 9  # 6 plain images, the NaN TIFF and the two odd names
+
+
+def test_hostile_images_in_predict_bench_and_inspect(hostile_folder):
+    runs = cli_many({"predict": ["predict", hostile_folder, "--json"],
+                     "human": ["predict", hostile_folder],
+                     "bench": ["bench", SHIPPED / "cnn32_int8.tflite", "--data", hostile_folder, "--json", "--runs",
+                               "2", "--warmup", "0", "--workers", "2"],
+                     "inspect": ["data", "inspect", hostile_folder, "--json", "--no-progress"]})
+    for proc in runs.values():
+        assert "Traceback" not in proc.stderr and "RuntimeWarning" not in proc.stderr, proc.stderr
+        assert "\x1b" not in proc.stdout + proc.stderr  # the escape sequence in a file name never reaches a terminal
+    assert runs["predict"].returncode == 1
+    results = {os.path.relpath(r["path"], hostile_folder): r for r in json.loads(runs["predict"].stdout)["results"]}
+    for rel, problem in HOSTILE_BAD.items():
+        assert problem in results[rel]["error"] and results[rel]["p_fake"] is None, results[rel]
+    assert sum(r["error"] is None and 0.0 <= r["p_fake"] <= 1.0 for r in results.values()) == HOSTILE_GOOD
+    # one line per failed file and per table row, whatever the names hold
+    human = runs["human"]
+    assert sum(line.startswith("  ") for line in human.stderr.splitlines()) == len(HOSTILE_BAD)
+    assert "new\\nline.png" in human.stdout and "esc\\x1b[31mred.png" in human.stdout
+    doc = json.loads(runs["bench"].stdout)
+    assert runs["bench"].returncode == 1 and doc["n_images"] == HOSTILE_GOOD
+    errors = {e["path"]: e["error"] for e in doc["errors"]}
+    assert set(errors) == set(HOSTILE_BAD) and all(HOSTILE_BAD[p] in errors[p] for p in errors)
+    report = json.loads(runs["inspect"].stdout)
+    unreadable = {u["path"]: u["problem"] for u in report["unreadable"]}
+    assert set(unreadable) == set(HOSTILE_BAD) and all(HOSTILE_BAD[p] in unreadable[p] for p in unreadable)
+
+
+def test_postscript_never_reaches_ghostscript(hostile_folder, tmp_path):
+    """A fake ``gs`` first on PATH records any call: Pillow would run it to decode the EPS named photo.jpg."""
+    spy = tmp_path / "bin"
+    spy.mkdir()
+    called = tmp_path / "gs-was-called"
+    (spy / "gs").write_text(f"#!/bin/sh\ntouch {called}\nexit 1\n")
+    (spy / "gs").chmod(0o755)
+    env = {**os.environ, "PATH": f"{spy}{os.pathsep}{os.environ['PATH']}"}
+    for args in (["predict", hostile_folder / "REAL" / "photo.jpg"],
+                 ["bench", SHIPPED / "cnn32_int8.tflite", "--data", hostile_folder, "--runs", "2", "--workers", "2"]):
+        proc = cli(*args, env=env)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "not a supported image (PostScript)" in proc.stderr
+    assert not called.exists()
+
+
+def test_sixteen_bit_images_convert_in_bounded_memory():
+    import tracemalloc
+
+    from edgedetect.preprocess import _to_rgb
+
+    deep = Image.fromarray(np.random.default_rng(0).integers(0, 65536, (2000, 2000), np.uint16))
+    tracemalloc.start()
+    rgb = _to_rgb(deep)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert rgb.mode == "RGB" and rgb.size == (2000, 2000)
+    assert peak < 40e6, f"{peak / 1e6:.0f} MB for a 4-megapixel 16-bit image"  # float64 copies would take 96 MB+
+
+
+# ------------------------------------------------------------------------------------------- listing folders
+
+
+@pytest.fixture(scope="session")
+def looped_folder(tmp_path_factory, as_user) -> tuple[Path, int]:
+    """REAL/FAKE images with symlink loops (a link to the root, to a parent, to itself), a symlinked folder of
+    images outside the tree, and (when permissions bind) an unreadable sub-folder; returns (root, images)."""
+    base = tmp_path_factory.mktemp("looped")
+    root = base / "data"
+    outside = base / "outside" / "REAL"
+    outside.mkdir(parents=True)
+    Image.new("RGB", (8, 8), (1, 2, 3)).save(outside / "linked.jpg")
+    for label in ("REAL", "FAKE"):
+        (root / label / "deeper").mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8), (i, 50, 90)).save(root / label / f"{i}.jpg")
+        Image.new("RGB", (8, 8), (7, 7, 7)).save(root / label / "deeper" / "d.jpg")
+        (root / label / "deeper" / "up").symlink_to("..")
+        (root / label / "to_root").symlink_to(root)
+    (root / "loop").symlink_to("loop")  # a link to itself: never a folder
+    (root / "REAL" / "more").symlink_to(outside)
+    locked = root / "FAKE" / "locked"
+    locked.mkdir()
+    Image.new("RGB", (8, 8)).save(locked / "hidden.jpg")
+    locked.chmod(0)
+    return root, 7
+
+
+def test_symlink_loops_end_and_every_image_is_listed_once(looped_folder, as_user):
+    root, n = looped_folder
+    pattern = f"{root}/**/*.jpg"
+    runs = cli_many({"folder": ["predict", root, "--json"], "glob": ["predict", pattern, "--json"],
+                     "bench": ["bench", SHIPPED / "cnn32_int8.tflite", "--data", root, "--json", "--runs", "2",
+                               "--warmup", "0", "--workers", "1"],
+                     "inspect": ["data", "inspect", root, "--json", "--no-progress"]}, prefix=as_user or ())
+    locked = as_user is not None  # permissions bind: the locked folder is reported in every command, the rest runs
+    for key in ("folder", "glob"):
+        proc = runs[key]
+        assert "Traceback" not in proc.stderr and proc.returncode == (1 if locked else 0), proc.stderr
+        results = json.loads(proc.stdout)["results"]
+        classified = [r["path"] for r in results if r["error"] is None]
+        real = [os.path.realpath(p) for p in classified]
+        assert len(classified) == n + (not locked) and len(set(real)) == len(real), classified
+        if locked:
+            [bad] = [r for r in results if r["error"]]
+            assert bad["path"].endswith("locked") and "permission denied" in bad["error"]
+    bench = json.loads(runs["bench"].stdout)
+    assert bench["n_images"] == n + (not locked)
+    inspect = json.loads(runs["inspect"].stdout)
+    assert sum(row for c in inspect["counts"].values() for row in c.values()) == n + (not locked)
+    if locked:
+        assert [e["path"] for e in bench["errors"]] == ["FAKE/locked/"]
+        assert [u["path"] for u in inspect["unreadable"]] == ["FAKE/locked/"]
+
+
+# ------------------------------------------------------------------------------------------------- archives
+
+
+def _zip_with_encrypted_member(path: Path, image: bytes) -> None:
+    """A zip whose second member has the 'encrypted' flag set (zipfile cannot write real encryption)."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("REAL/ok.png", image)
+        zf.writestr("FAKE/secret.png", image)
+    data = bytearray(path.read_bytes())
+    for signature, flag_at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):
+        at = data.index(signature, data.index(signature) + 1)  # the second member's headers
+        data[at + flag_at] |= 0x1
+    path.write_bytes(bytes(data))
+
+
+def test_archive_links_encrypted_members_and_a_zip_named_tar_gz(tmp_path):
+    import tarfile
+    import zipfile
+
+    image = encode(Image.new("RGB", (8, 8), (40, 80, 120)), "PNG")
+    folder = tmp_path / "folder"
+    for label in ("REAL", "FAKE"):
+        (folder / label).mkdir(parents=True)
+        for i in range(3):
+            (folder / label / f"{i}.png").write_bytes(image)
+    os.link(folder / "REAL" / "0.png", folder / "REAL" / "hard.png")
+    (folder / "FAKE" / "soft.png").symlink_to("0.png")
+    (folder / "FAKE" / "escape.png").symlink_to("../../../../etc/passwd")  # outside the archive's tree
+    with tarfile.open(tmp_path / "links.tar.gz", "w:gz") as tar:
+        tar.add(folder, arcname=".")
+    _zip_with_encrypted_member(tmp_path / "enc.zip", image)
+    with zipfile.ZipFile(tmp_path / "really_a_zip.tar.gz", "w") as zf:
+        zf.writestr("REAL/a.png", image)
+        zf.writestr("FAKE/b.png", image)
+    runs = cli_many({name: ["data", "inspect", tmp_path / name, "--json", "--no-progress"]
+                     for name in ("links.tar.gz", "enc.zip", "really_a_zip.tar.gz")}
+                    | {"bench": ["bench", SHIPPED / "cnn32_int8.tflite", "--data", tmp_path / "enc.zip", "--json",
+                                 "--runs", "2", "--workers", "1"]})
+    for proc in runs.values():
+        assert "Traceback" not in proc.stderr and proc.returncode in (0, 1), proc.stderr
+    links = json.loads(runs["links.tar.gz"].stdout)
+    assert links["images"] == 9  # 6 files, the hard link, the symlink and the escaping link: none dropped
+    assert sum(links["counts"]["train"].values()) == 8
+    [bad] = links["unreadable"]
+    assert bad["path"].endswith("FAKE/escape.png") and "not a file in the archive" in bad["problem"]
+    enc = json.loads(runs["enc.zip"].stdout)
+    [bad] = enc["unreadable"]
+    assert bad["path"] == "FAKE/secret.png" and "encrypted" in bad["problem"]
+    [bad] = json.loads(runs["bench"].stdout)["errors"]
+    assert bad["path"] == "FAKE/secret.png" and "encrypted" in bad["error"] and "empty file" not in bad["error"]
+    assert json.loads(runs["really_a_zip.tar.gz"].stdout)["images"] == 2
+
+
+@pytest.mark.slow
+def test_archive_members_over_the_size_limit_are_refused_unread(tmp_path):
+    import tarfile
+    import zipfile
+
+    from edgedetect.preprocess import MAX_IMAGE_BYTES
+
+    big = MAX_IMAGE_BYTES + 2**24  # a whole number of 16 MiB chunks, one more than the limit
+    image = encode(Image.new("RGB", (8, 8)), "PNG")
+    with zipfile.ZipFile(tmp_path / "bomb.zip", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        zf.writestr("REAL/ok.png", image)
+        zf.writestr("FAKE/ok.png", image)
+        with zf.open("FAKE/big.png", "w", force_zip64=True) as member:
+            chunk = bytes(2**24)
+            for _ in range(big // len(chunk)):
+                member.write(chunk)
+
+    class Zeros(io.RawIOBase):
+        def __init__(self, n):
+            self.left = n
+
+        def readable(self):
+            return True
+
+        def readinto(self, b):
+            k = min(len(b), self.left)
+            b[:k] = bytes(k)
+            self.left -= k
+            return k
+
+    with tarfile.open(tmp_path / "bomb.tar.gz", "w:gz", compresslevel=1) as tar:
+        for name, data in (("REAL/ok.png", image), ("FAKE/ok.png", image)):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("FAKE/big.png")
+        info.size = big
+        tar.addfile(info, io.BufferedReader(Zeros(info.size)))
+    assert (tmp_path / "bomb.zip").stat().st_size < 5e6 and (tmp_path / "bomb.tar.gz").stat().st_size < 5e6
+    for name in ("bomb.zip", "bomb.tar.gz"):
+        proc = cli("bench", SHIPPED / "cnn32_int8.tflite", "--data", tmp_path / name, "--json", "--runs", "2",
+                   "--workers", "1")
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        doc = json.loads(proc.stdout)
+        assert doc["n_images"] == 2
+        [bad] = doc["errors"]
+        assert bad["path"] == "FAKE/big.png" and "file too large" in bad["error"]
+
+
+# ---------------------------------------------------------------------------------------------------- the cache
+
+
+def _same_size_tars(tmp_path: Path) -> tuple[Path, bytes, bytes]:
+    """Two tar archives of the same size and mtime and the same image, labelled 3 REAL + 1 FAKE and 1 REAL + 3 FAKE."""
+    import tarfile
+
+    image = encode(Image.new("RGB", (8, 8), (10, 20, 30)), "BMP")
+
+    def tar_bytes(labels) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as tar:
+            for i, label in enumerate(labels):
+                info = tarfile.TarInfo(f"{label}/{i}.bmp")
+                info.size, info.mtime = len(image), 0
+                tar.addfile(info, io.BytesIO(image))
+        return buf.getvalue()
+
+    a, b = tar_bytes(["REAL", "REAL", "REAL", "FAKE"]), tar_bytes(["REAL", "FAKE", "FAKE", "FAKE"])
+    assert len(a) == len(b) and a != b
+    return tmp_path / "data.tar", a, b
+
+
+def test_the_cache_is_keyed_by_content_and_survives_damage(tmp_path, monkeypatch):
+    from edgedetect.data import load_dataset
+
+    monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
+    path, a, b = _same_size_tars(tmp_path)
+    counts = lambda ds: {n: s.counts() for n, s in ds.splits.items()}  # noqa: E731
+    path.write_bytes(a)
+    os.utime(path, ns=(10**18, 10**18))
+    first = counts(load_dataset(path, 8, val_fraction=0.5, progress=False))
+    path.write_bytes(b)  # same size, same mtime, labels swapped
+    os.utime(path, ns=(10**18, 10**18))
+    second = counts(load_dataset(path, 8, val_fraction=0.5, progress=False))
+    assert first != second and sum(second["train"].values()) + sum(second["val"].values()) == 4
+    assert second["train"]["FAKE"] + second["val"]["FAKE"] == 3
+    cached = max((tmp_path / "cache").glob("*.npz"), key=lambda p: p.stat().st_mtime_ns)
+    good = cached.read_bytes()
+    for damage in (b"", good[: len(good) // 2], b"garbage" * 100, b"PK\x03\x04" + bytes(100)):
+        cached.write_bytes(damage)
+        with pytest.warns(UserWarning, match="damaged cache file"):
+            again = counts(load_dataset(path, 8, val_fraction=0.5, progress=False))
+        assert again == second
+    # a pickled object array is refused, not unpickled
+    np.savez(cached, splits=np.array([{"x": 1}], dtype=object))
+    with pytest.warns(UserWarning, match="damaged cache file"):
+        assert counts(load_dataset(path, 8, val_fraction=0.5, progress=False)) == second
+
+
+def test_a_zero_byte_cache_file_is_a_warning_not_an_interruption(tmp_path):
+    path, a, _ = _same_size_tars(tmp_path)
+    path.write_bytes(a)
+    env = {**os.environ, "EDGEDETECT_CACHE": str(tmp_path / "cache")}
+    model = SHIPPED / "cnn32_int8.tflite"
+    assert cli("evaluate", model, "--data", path, "--split", "train", "--json", env=env).returncode == 0
+    [cached] = (tmp_path / "cache").glob("*.npz")
+    cached.write_bytes(b"")
+    proc = cli("evaluate", model, "--data", path, "--split", "train", "--json", env=env)
+    assert proc.returncode == 0 and "interrupted" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    [warning] = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
+    assert str(cached) in warning and "damaged cache file" in warning
+    assert json.loads(proc.stdout)["n"] > 0
+
+
+def test_an_interrupted_cache_write_leaves_no_temporary(tmp_path, monkeypatch):
+    from edgedetect import data
+
+    monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
+    path, a, _ = _same_size_tars(tmp_path)
+    path.write_bytes(a)
+    (tmp_path / "cache").mkdir()
+    stale = tmp_path / "cache" / "old-8px-0123.tmp999999999.npz"  # left by a process killed while writing
+    stale.write_bytes(bytes(1000))
+
+    def interrupted(file, **arrays):
+        Path(file).write_bytes(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(data.np, "savez", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        data.load_dataset(path, 8, progress=False)
+    assert list((tmp_path / "cache").iterdir()) == []  # no half-written file, and the stale one is gone
+
+
+# ------------------------------------------------------------------------------------------------------ models
+
+
+def flipped_model_outcomes(model: Path, n: int, seed: int) -> dict:
+    """Flip one byte of ``model``'s structure (not its weights) ``n`` times; load and run each mutant in a forked
+    child of a subprocess. Returns ``{"ok": k, "refused": k, "crashed": [...], "bugs": [...]}``."""
+    script = """
+import json, os, sys, numpy as np
+from edgedetect.errors import EdgeDetectError
+from edgedetect.model_check import _Flatbuffer
+from edgedetect.runtime import Classifier
+model, n, seed, tmp = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+good = open(model, "rb").read()
+fb = _Flatbuffer(good)
+weights = np.zeros(len(good), bool)  # the bytes of constant buffers: flipping them only changes the numbers
+root = fb.table(fb.deref(0))
+for b in root.tables(4):
+    start, length = b.vector(0, 1)
+    weights[start : start + length] = True
+structure = np.flatnonzero(~weights)
+rng = np.random.default_rng(seed)
+out = {"ok": 0, "refused": 0, "crashed": [], "bugs": []}
+images = np.random.default_rng(0).integers(0, 256, (3, 32, 32, 3), np.uint8)
+for _ in range(n):
+    pos, value = int(structure[rng.integers(0, len(structure))]), int(rng.integers(0, 256))
+    data = bytearray(good)
+    data[pos] = value
+    open(tmp, "wb").write(data)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        try:
+            p = Classifier(tmp, threads=1, batch_size=2).predict(images)
+            msg = "ok" if ((p >= 0) & (p <= 1)).all() else f"bug: p_fake {p}"
+        except EdgeDetectError as e:
+            msg = "refused" if "\\n" not in str(e) else f"bug: two lines: {e!r}"
+        except BaseException as e:
+            msg = f"bug: {type(e).__name__}: {e}"
+        os.write(w, msg.encode()[:300])
+        os._exit(0)
+    os.close(w)
+    _, status = os.waitpid(pid, 0)
+    msg = os.read(r, 400).decode()
+    os.close(r)
+    if os.WIFSIGNALED(status):
+        out["crashed"].append((pos, value, os.WTERMSIG(status)))
+    elif msg.startswith("bug"):
+        out["bugs"].append((pos, value, msg))
+    else:
+        out[msg] += 1
+print(json.dumps(out))
+"""
+    tmp = Path(tempfile_dir()) / f"mutant_{model.stem}_{seed}.tflite"
+    proc = subprocess.run([sys.executable, "-c", script, str(model), str(n), str(seed), str(tmp)], capture_output=True,
+                          text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.mkdtemp(prefix="edgedetect-mutants-")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="the harness forks one child per mutant")
+@pytest.mark.parametrize("name, n", [("cnn_pair32_int8", 150), ("mobilenet_v3_small32_int8", 150)])
+def test_one_flipped_byte_of_a_shipped_model_is_refused_never_a_crash(name, n):
+    out = flipped_model_outcomes(SHIPPED / f"{name}.tflite", n, seed=15)
+    assert not out["crashed"] and not out["bugs"], out
+    assert out["refused"] >= n // 10 and out["ok"] >= n // 10, out  # the flips really hit both kinds of byte
+
+
+def test_damaged_default_model_is_one_line_in_info_and_predict(tmp_path):
+    """Flips at a spread of offsets of the default model, through the CLI: exit 0 or 1, never 134/139."""
+    good = (SHIPPED / "cnn_pair32_int8.tflite").read_bytes()
+    runs = {}
+    for k, pos in enumerate([4, 8, 12, 16, 40, 64, len(good) // 2, len(good) - 8]):
+        data = bytearray(good)
+        data[pos] ^= 0xFF
+        model = tmp_path / f"m{k}.tflite"
+        model.write_bytes(bytes(data))
+        runs[(model, "info" if k % 2 else "predict")] = (
+            ["info", model] if k % 2 else ["predict", REPO / "imgs" / "real" / "cat.jpg", "--model", model, "--json"])
+    for (model, command), proc in cli_many(runs).items():
+        assert_no_crash(proc)
+        if proc.returncode == 1:
+            assert_one_error_line(proc, model)
+        if command == "predict" and proc.returncode == 0:
+            [result] = json.loads(proc.stdout)["results"]
+            assert 0.0 <= result["p_fake"] <= 1.0
+
+
+@pytest.fixture(scope="session")
+def odd_models(tmp_path_factory) -> dict[str, tuple[Path, str]]:
+    """Models that load but are no detector: ``{name: (path, the problem their one line states)}``."""
+    tf = pytest.importorskip("tensorflow")
+
+    out = tmp_path_factory.mktemp("odd_models")
+    models = {}
+
+    def convert(name: str, fn, signature, problem: str, sidecar: bool = True) -> None:
+        concrete = tf.function(fn, input_signature=signature).get_concrete_function()
+        data = tf.lite.TFLiteConverter.from_concrete_functions([concrete]).convert()
+        path = out / f"{name}.tflite"
+        path.write_bytes(data)
+        if sidecar:
+            size = signature[0].shape[1] or 8
+            (out / f"{name}.json").write_text(json.dumps({"input_size": size, "precision": "fp32"}))
+        models[name] = (path, problem)
+
+    image = [tf.TensorSpec([None, 8, 8, 3], tf.float32)]
+    mean = lambda x: tf.reshape(tf.reduce_mean(tf.cast(x, tf.float32), axis=[1, 2, 3]), [-1, 1])  # noqa: E731
+    convert("mean_pixel", mean, image, "is not a probability in [0, 1]")
+    convert("nan_output", lambda x: mean(x) * np.nan, image, "is not a probability in [0, 1]")
+    convert("int32_output", lambda x: tf.cast(mean(x), tf.int32), image, "the output tensor is int32")
+    convert("uint8_output", lambda x: tf.cast(mean(x), tf.uint8), image,
+            "the output tensor is uint8 without quantization parameters")
+    convert("bool_input", mean, [tf.TensorSpec([None, 8, 8, 3], tf.bool)], "the input tensor is bool")
+    convert("dynamic_size", lambda x: tf.sigmoid(mean(x)), [tf.TensorSpec([None, None, None, 3], tf.float32)],
+            "the input size is dynamic", sidecar=False)
+    convert("zero_size", lambda x: tf.sigmoid(mean(x)), [tf.TensorSpec([None, 0, 0, 3], tf.float32)],
+            "input shape [1, 0, 0, 3]", sidecar=False)
+    return models
+
+
+def test_models_that_are_no_detector_are_refused_in_one_line(odd_models, tmp_path):
+    image = tmp_path / "img.png"
+    Image.new("RGB", (8, 8), (200, 100, 50)).save(image)
+    runs = {(name, "predict"): ["predict", image, "--model", path, "--json"] for name, (path, _) in odd_models.items()}
+    runs[("bool_input", "bench")] = ["bench", odd_models["bool_input"][0], "--runs", "2"]
+    runs[("mean_pixel", "bench")] = ["bench", odd_models["mean_pixel"][0], "--data", tmp_path, "--runs", "2",
+                                     "--workers", "1"]
+    for (name, command), proc in cli_many(runs).items():
+        assert "nan" not in proc.stdout.lower(), proc.stdout  # never a p_fake that is not a number
+        try:
+            assert_one_error_line(proc, odd_models[name][0], odd_models[name][1])
+        except AssertionError as e:
+            raise AssertionError(f"{name} {command}: {proc.stdout[-500:]}") from e
+
+
+@pytest.mark.parametrize("doc, problem", [
+    ("[]", "expected a JSON object"), ("null", "expected a JSON object"), ("5", "expected a JSON object"),
+    ('"x"', "expected a JSON object"), ('{"labels": 5}', "missing 'input_size'"),
+    ("[" * 100_000 + "]" * 100_000, "nested too deeply"),
+    ('{"input_size": 32, "precision": "int8", "threshold": "abc"}', "threshold must be a number from 0 to 1"),
+    ('{"input_size": 32, "precision": "int8", "threshold": -1}', "threshold must be a number from 0 to 1"),
+    ('{"input_size": 32, "precision": "int8", "threshold": 5}', "threshold must be a number from 0 to 1"),
+    ('{"input_size": 32, "precision": "int8", "threshold": NaN}', "threshold must be a number from 0 to 1"),
+    ('{"input_size": 32, "precision": "int8", "threshold": true}', "threshold must be a number from 0 to 1"),
+    ('{"input_size": 32, "precision": "int8", "threshold": 1e400}', "threshold must be a number from 0 to 1"),
+    ('{"input_size": "32", "precision": "int8"}', "input_size must be a positive integer, received \"32\""),
+    ('{"input_size": 32, "precision": "int8", "labels": ["FAKE", "REAL"]}', "labels"),
+    ('{"input_size": 32, "precision": 8}', "precision must be a string"),
+    ('{"input_size": 32, "precision": "int8", "preprocessing": "resize"}', "preprocessing must be an object"),
+])
+def test_bad_sidecar_metadata_is_one_line(doc, problem):
+    from edgedetect.metadata import read_metadata
+
+    with tempfile_folder() as folder:
+        model = shipped_copy(folder)
+        model.with_suffix(".json").write_text(doc)
+        with pytest.raises(EdgeDetectError, match="not valid model metadata") as info:
+            read_metadata(model)
+        message = str(info.value)
+        assert problem in message and "\n" not in message and str(model.with_suffix(".json")) in message
+
+
+def test_bad_sidecar_through_the_cli_and_unknown_fields_accepted(tmp_path):
+    bad = shipped_copy(tmp_path)
+    bad.with_suffix(".json").write_text('{"input_size": 32, "precision": "int8", "threshold": 1e400}')
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    ok = shipped_copy(newer)
+    doc = json.loads(ok.with_suffix(".json").read_text())
+    doc["preprocessing"].update(mode="crops", crop_size=32, trained_sizes=[32, 64])  # fields another version adds
+    doc["future_field"] = {"nested": [1, {"x": None}]}
+    ok.with_suffix(".json").write_text(json.dumps(doc))
+    image = REPO / "imgs" / "real" / "cat.jpg"
+    runs = cli_many({"bad": ["predict", image, "--model", bad], "bad info": ["info", bad],
+                     "ok": ["predict", image, "--model", ok, "--json"]})
+    for key in ("bad", "bad info"):
+        assert_one_error_line(runs[key], bad.with_suffix(".json"), "threshold must be a number from 0 to 1")
+    assert runs["ok"].returncode == 0, runs["ok"].stderr
+
+
+def tempfile_folder():
+    import tempfile
+
+    class Folder:
+        def __enter__(self):
+            self.tmp = tempfile.TemporaryDirectory()
+            return Path(self.tmp.name)
+
+        def __exit__(self, *exc):
+            self.tmp.cleanup()
+
+    return Folder()
+
+
+def test_models_that_are_no_files_and_a_bad_model_among_good_ones(tmp_path):
+    image = REPO / "imgs" / "real" / "cat.jpg"
+    fifo = tmp_path / "pipe.tflite"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.tflite"
+    zero.symlink_to("/dev/zero")
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(np.random.default_rng(1).integers(0, 256, 4000, np.uint8).tobytes())
+    good = shipped_copy(tmp_path)
+    runs = cli_many({"fifo predict": ["predict", image, "--model", fifo], "fifo info": ["info", fifo],
+                     "zero predict": ["predict", image, "--model", zero], "zero info": ["info", zero],
+                     "threads": ["predict", image, "--threads", "1000"],
+                     "bench": ["bench", good, bad, "--runs", "2", "--json"]})
+    for key in ("fifo predict", "fifo info", "zero predict", "zero info"):
+        named = fifo if key.startswith("fifo") else zero
+        assert_one_error_line(runs[key], named, "not a regular file (a pipe, socket or device)")
+    assert_one_error_line(runs["threads"], "--threads 1000", "use 1 to")
+    bench = runs["bench"]
+    assert_one_error_line(bench, bad, "not a valid TFLite model")
+    doc = json.loads(bench.stdout)
+    assert [row["model"] for row in doc["rows"]] == [str(good)] and doc["rows"][0]["latency_ms_p50"] > 0
+
+
+# ------------------------------------------------------------------------------------------------ output files
+
+
+def test_force_never_replaces_a_pipe_or_device_and_a_failed_write_keeps_the_results(tmp_path):
+    import resource
+
+    image = REPO / "imgs" / "real" / "cat.jpg"
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    device = tmp_path / "null.csv"
+    device.symlink_to(os.devnull)
+    model = SHIPPED / "cnn32_int8.tflite"
+    runs = cli_many({"fifo": ["predict", image, "--plot", fifo, "--force"],
+                     "device": ["bench", model, "--runs", "2", "--csv", device, "--force"]})
+    for key, named in (("fifo", fifo), ("device", device)):
+        assert_one_error_line(runs[key], named, "is not a regular file")
+    assert stat_kind(fifo) == "fifo" and os.path.realpath(device) == os.devnull
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+    for args, out in ((["predict", image, "--plot", tmp_path / "p.png"], tmp_path / "p.png"),
+                      (["bench", model, "--runs", "2", "--plot", tmp_path / "b.png", "--csv", tmp_path / "b.csv"],
+                       tmp_path / "b.png")):
+        # -B: Python would write .pyc files under the same limit, cut short, and break later imports
+        proc = subprocess.run([sys.executable, "-B", "-m", "edgedetect", *map(str, args)], capture_output=True,
+                              text=True, cwd=REPO, preexec_fn=small_files, timeout=180)
+        assert_one_error_line(proc, out, "cannot write (File too large)")
+        assert ("REAL" in proc.stdout or "FAKE" in proc.stdout) if args[0] == "predict" else "ms/img" in proc.stdout
+        assert not out.exists()
+    assert (tmp_path / "b.csv").read_text().startswith("model,")  # the small file was written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.csv", "null.csv", "pipe.png"]
+
+
+def stat_kind(path: Path) -> str:
+    import stat
+
+    mode = os.lstat(path).st_mode
+    return "fifo" if stat.S_ISFIFO(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
+def test_training_commands_without_the_train_extra_are_one_line(tmp_path):
+    from conftest import run_cli_without_tf
+
+    keras_file = tmp_path / "m.keras"
+    keras_file.write_bytes(b"PK\x05\x06" + bytes(18))
+    for args in (["train", "--arch", "cnn", "--data", tmp_path], ["convert", keras_file, "--quant", "fp32"]):
+        proc = run_cli_without_tf(*args)
+        assert_one_error_line(proc, f"edgedetect {args[0]}", "pip install 'edgedetect[train]'")
+
+
+def test_every_shipped_model_passes_the_model_check_and_operators_off_the_list_are_refused():
+    import struct
+
+    from edgedetect.model_check import ModelError, _Flatbuffer, check_model
+
+    for model in sorted(SHIPPED.glob("*.tflite")):
+        check_model(model.read_bytes())
+    good = (SHIPPED / "cnn32_int8.tflite").read_bytes()
+    fb = _Flatbuffer(good)
+    code = fb.table(fb.deref(0)).tables(1)[0]
+    for value, problem in ((32, "custom operator"), (200, "operator with code 200, which edgedetect does not run")):
+        data = bytearray(good)
+        for field, fmt in ((0, "<b"), (3, "<i")):  # deprecated_builtin_code and builtin_code
+            at = code._field(field, struct.calcsize(fmt))
+            if at is not None:
+                struct.pack_into(fmt, data, at, min(value, 127) if fmt == "<b" else value)
+        with pytest.raises(ModelError, match=problem):
+            check_model(bytes(data))
+
+
+def test_globs_match_name_by_name_over_the_loop_safe_walk(tmp_path):
+    from edgedetect.listing import glob_images
+
+    for rel in ("a/x.jpg", "a/b/y.jpg", "a/b/c/z.png", "a/.hidden.jpg", "ab/w.jpg", "a/notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (4, 4)).save(tmp_path / rel, "PNG")
+    (tmp_path / "a" / "b" / "loop").symlink_to(tmp_path / "a")
+
+    def names(pattern: str) -> list[str]:
+        return sorted(p.relative_to(tmp_path).as_posix() for p in glob_images(str(tmp_path / pattern))[0])
+
+    assert names("a/*.jpg") == ["a/x.jpg"]  # not a/b/y.jpg: * stays within one name, and skips .hidden
+    assert names("a/**/*.jpg") == ["a/b/y.jpg", "a/x.jpg"]  # each once, although a/b/loop leads back to a/
+    assert names("a*/*.jpg") == ["a/x.jpg", "ab/w.jpg"]
+    assert names("a/*") == ["a/b/c/z.png", "a/b/y.jpg", "a/x.jpg"]  # a matched folder is searched
+    assert glob_images(str(tmp_path / "nothing/*.jpg"))[1] is False

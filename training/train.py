@@ -447,8 +447,12 @@ def _resize_data(cfg: TrainConfig, init_seed: int, progress: bool, console, run_
     train_split, val_split = dataset.split("train"), dataset.split("val")
     if cfg.limit:
         train_split = train_split.subset(np.random.default_rng(cfg.seed).permutation(len(train_split))[: cfg.limit])
+    from rich.markup import escape
+
+    from edgedetect.errors import printable
+
     for path, problem in dataset.unreadable:
-        console.print(f"[yellow]skipped[/] {path}: {problem}")
+        console.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(problem))}", soft_wrap=True)
     console.print(f"data: {dataset.source}  " + "  ".join(f"{n} {len(s)}" for n, s in dataset.splits.items())
                   + ("  (val carved from train)" if dataset.val_carved else ""))
 

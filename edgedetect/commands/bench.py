@@ -46,8 +46,10 @@ def bench(
     Exit 0 when every image was read, 1 when some could not be (they are listed; the others are measured).
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from edgedetect.bench import BenchConfig, plot_bench, print_errors, render, run_bench, write_csv
+    from edgedetect.errors import EdgeDetectError, printable
 
     if csv_out is not None:
         check_writable(csv_out, force, option="--csv", suffixes=(".csv",))
@@ -58,19 +60,25 @@ def bench(
                       warmup=warmup, limit=limit, perturb=perturb, workers=workers)
     err = Console(stderr=True, highlight=False)
     doc = run_bench(cfg, log=None if json_out else (lambda msg: err.print(msg, style="dim", soft_wrap=True)))
-    if csv_out is not None:
-        write_csv(doc, csv_out)
-    if plot is not None:
-        plot_bench(doc, plot)
+    # The results are printed before the files are written: a full disk costs the files, not the figures.
+    out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)  # a pipe gets the full table
     if json_out:
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+        sys.stdout.flush()
     else:
-        # A pipe or file gets the full table rather than rich's 80-column default.
-        out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
         render(doc, out)
-        for path, what in ((csv_out, "table"), (plot, "plot")):
-            if path is not None:
-                out.print(f"{what} written to {path}")
     print_errors(doc, err)
-    if doc["errors"]:
+    failed = bool(doc["errors"] or doc.get("model_errors"))
+    for path, what, write in ((csv_out, "table", write_csv), (plot, "plot", plot_bench)):
+        if path is None:
+            continue
+        try:
+            write(doc, path)
+        except EdgeDetectError as e:
+            err.print(f"error: {escape(printable(str(e)))}", highlight=False, soft_wrap=True)
+            failed = True
+            continue
+        if not json_out:
+            out.print(f"{what} written to {escape(printable(str(path)))}")
+    if failed:
         raise typer.Exit(1)

@@ -65,6 +65,11 @@ def evaluate(
         from edgedetect.bench import print_errors
 
         print_errors(report, Console(stderr=True, highlight=False))
+    if report.get("plot_error"):
+        from edgedetect.errors import printable
+
+        typer.echo(f"error: {printable(report['plot_error'])}", err=True)
+    if report.get("errors") or report.get("plot_error"):
         raise typer.Exit(1)
 
 

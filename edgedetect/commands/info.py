@@ -45,9 +45,11 @@ def _print_human(desc: dict) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from edgedetect.errors import printable
+
     console = Console()
     size = desc["size_bytes"]
-    console.print(f"[bold]{escape(desc['model'])}[/]  {size:,} bytes ({size / 2**20:.2f} MiB) · "
+    console.print(f"[bold]{escape(printable(desc['model']))}[/]  {size:,} bytes ({size / 2**20:.2f} MiB) · "
                   f"interpreter {escape(desc['interpreter'])}", highlight=False)
     tensors = Table(title="tensors", title_justify="left", header_style="bold")
     for col in ("", "name", "shape", "dtype", "scale", "zero point"):
@@ -55,12 +57,12 @@ def _print_human(desc: dict) -> None:
     for role in ("input", "output"):
         t = desc[role]
         q = t["quantization"]
-        tensors.add_row(role, escape(t["name"]), str(t["shape"]), t["dtype"],
+        tensors.add_row(role, escape(printable(t["name"])), str(t["shape"]), t["dtype"],
                         f"{q['scale']:.6g}" if q else "—", str(q["zero_point"]) if q else "—")
     console.print(tensors)
     meta = Table(title="metadata", title_justify="left", header_style="bold", show_header=False)
     meta.add_column("key", style="bold")
     meta.add_column("value", overflow="fold")
     for key, value in _flatten(desc["metadata"]):
-        meta.add_row(escape(key), escape(value))
+        meta.add_row(escape(printable(key)), escape(printable(value)))
     console.print(meta)

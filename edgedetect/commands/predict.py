@@ -30,6 +30,7 @@ def predict(
     force: bool = typer.Option(False, "--force", help="Overwrite the --plot file if it exists."),
 ) -> None:
     """Classify images as REAL or FAKE (AI-generated). Exit 0: all classified; 1: some failed; 2: usage error."""
+    from edgedetect.errors import printable
     from edgedetect.plots import MAX_PLOT_IMAGES, check_plot_path
     from edgedetect.predict import AutoModel, load_default_models, model_description, summarize
     from edgedetect.runtime import Classifier
@@ -44,14 +45,7 @@ def predict(
 
     results = _run_with_progress(clf, paths, t, show=not json_out)
     summary = summarize(results)
-    drawn = None
-    if plot is not None:
-        from edgedetect.plots import plot_predictions
-
-        names = " + ".join(m.path.name for m in models)
-        drawn = plot_predictions(results, plot, title=f"{names} · threshold {shown_t}", max_images=MAX_PLOT_IMAGES,
-                                 force=force, threshold=t)  # None: each image against its deciding model's threshold
-
+    # The results are printed before the plot is written: a full disk costs the picture, not the answers.
     if json_out:
         first = models[0]
         doc = {"model": str(first.path) if len(models) == 1 else [str(m.path) for m in models],
@@ -65,9 +59,17 @@ def predict(
                "interpreter": f"{first.interpreter_package} {first.interpreter_version}",
                "plot": str(plot) if plot is not None else None}
         sys.stdout.write(json.dumps(doc, indent=1) + "\n")
+        sys.stdout.flush()
     else:
-        _print_human(results, summary, model_description(clf), shown_t, threshold_source, plot, drawn,
-                     show_model=len(models) > 1)
+        _print_human(results, summary, model_description(clf), shown_t, threshold_source, show_model=len(models) > 1)
+    if plot is not None:
+        from edgedetect.plots import plot_predictions
+
+        names = " + ".join(m.path.name for m in models)
+        drawn = plot_predictions(results, plot, title=f"{names} · threshold {shown_t}", max_images=MAX_PLOT_IMAGES,
+                                 force=force, threshold=t)  # None: each image against its deciding model's threshold
+        if not json_out:
+            typer.echo(f"plot: {printable(str(plot))} ({drawn} image{'' if drawn == 1 else 's'})")
     if summary["n_failed"]:
         raise typer.Exit(1)
 
@@ -85,10 +87,12 @@ def _run_with_progress(clf, paths: List[str], threshold: float, show: bool) -> l
         return predict_files(clf, paths, threshold, progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
-def _print_human(results, summary, model_line, threshold, threshold_source, plot, drawn, show_model=False) -> None:
+def _print_human(results, summary, model_line, threshold, threshold_source, show_model=False) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
+
+    from edgedetect.errors import printable
 
     console = Console()
     if not console.is_terminal:  # piped or redirected: one line per image, never folded
@@ -103,21 +107,20 @@ def _print_human(results, summary, model_line, threshold, threshold_source, plot
             table.add_column("model")
         for r in ok:
             color = "red" if r["label"] == "FAKE" else "green"
-            row = [escape(r["path"]), f"[{color}]{r['label']}[/]", f"{r['p_fake']:.4f}"]
+            row = [escape(printable(r["path"])), f"[{color}]{r['label']}[/]", f"{r['p_fake']:.4f}"]
             if show_model:
                 row.append(escape(r["model"] or ""))
             table.add_row(*row)
         console.print(table)
-    warned = [r for r in ok if r.get("warning")]
-    for r in warned:
-        console.print(f"[yellow]warning:[/] {escape(r['path'])}: {escape(r['warning'])}", highlight=False)
+    for r in ok:
+        if r.get("warning"):
+            console.print(f"[yellow]warning:[/] {escape(printable(r['path']))}: {escape(r['warning'])}", highlight=False)
     console.print(f"{summary['n_fake']} FAKE, {summary['n_real']} REAL, {summary['n_failed']} failed · "
                   f"model {escape(model_line)} · threshold {threshold} ({threshold_source})", highlight=False)
-    if plot is not None:
-        console.print(f"plot: {escape(str(plot))} ({drawn} image{'' if drawn == 1 else 's'})", highlight=False)
     failed = [r for r in results if r["error"] is not None]
     if failed:
         err = Console(stderr=True, soft_wrap=True)
         err.print(f"[bold red]{len(failed)} failed:[/]")
         for r in failed:
-            err.print(f"  {escape(r['path'])}: {escape(r['error'])}", highlight=False, soft_wrap=True)
+            err.print(f"  {escape(printable(r['path']))}: {escape(printable(r['error']))}", highlight=False,
+                      soft_wrap=True)
