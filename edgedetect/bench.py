@@ -50,7 +50,7 @@ from PIL import Image, ImageFilter
 from edgedetect import __version__
 from edgedetect.data import archive_kind, classify, iter_files, list_folder
 from edgedetect.errors import EdgeDetectError, ImageError
-from edgedetect.interpreter import find_interpreter
+from edgedetect.interpreter import find_interpreter, load_interpreter
 from edgedetect.metrics import binary_metrics
 from edgedetect.preprocess import RESAMPLE, open_image, to_array
 from edgedetect.runtime import DEFAULT_BATCH, Classifier
@@ -169,8 +169,7 @@ def family_reference(model: str | os.PathLike) -> Path | None:
 
 def measure_latency(model: str | os.PathLike, threads: int, runs: int, warmup: int) -> np.ndarray:
     """Milliseconds of ``runs`` batch-1 ``invoke()`` calls after ``warmup`` untimed ones (input: random pixels)."""
-    Interpreter, _, _ = find_interpreter()
-    interp = Interpreter(model_path=str(model), num_threads=threads)
+    interp = load_interpreter(str(model), threads)
     detail = interp.get_input_details()[0]
     shape = [1, *(int(d) for d in detail["shape"][1:])]
     if int(detail["shape"][0]) != 1:
@@ -764,6 +763,9 @@ def write_csv(doc: dict, path: str | os.PathLike) -> None:
 
 def plot_bench(doc: dict, path: str | os.PathLike) -> None:
     """Latency (x) against accuracy (y; size when there is no data), one labelled bubble per model, area ~ size."""
+    from edgedetect.plots import require_matplotlib
+
+    require_matplotlib("--plot")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgedetect.errors import EdgeDetectError
-from edgedetect.interpreter import find_interpreter
+from edgedetect.interpreter import find_interpreter, load_interpreter
 from edgedetect.metadata import ModelMetadata, read_metadata
 
 DEFAULT_BATCH = 256
@@ -49,13 +49,12 @@ class Classifier:
         if path.suffix.lower() != ".tflite":
             raise EdgeDetectError(f"{path}: not a .tflite model (runtime commands take .tflite files; "
                                   "convert a .keras model with `edgedetect convert`)")
-        Interpreter, self.interpreter_package, self.interpreter_version = find_interpreter()
+        _, self.interpreter_package, self.interpreter_version = find_interpreter()
         self.path = path
         self.threads = threads or os.cpu_count() or 1
         self.batch_size = batch_size
         try:
-            self._interp = Interpreter(model_path=str(path), num_threads=self.threads)
-            self._interp.allocate_tensors()
+            self._interp = load_interpreter(str(path), self.threads)
             # Inside the try: a damaged file can pass the flatbuffer check and hold names that are not UTF-8.
             inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         except (ValueError, RuntimeError) as e:

@@ -11,6 +11,7 @@ import typer
 
 from edgedetect.cli import app
 from edgedetect.files import check_writable
+from edgedetect.plots import check_plot_path
 
 
 @app.command(rich_help_panel="Runtime (interpreter only)")
@@ -52,7 +53,7 @@ def bench(
     if csv_out is not None:
         check_writable(csv_out, force, option="--csv", suffixes=(".csv",))
     if plot is not None:
-        check_writable(plot, force, option="--plot", suffixes=(".png", ".jpg", ".jpeg", ".pdf", ".svg"))
+        check_plot_path(plot, force)
     cfg = BenchConfig(models=[str(m) for m in models or []], data=str(data) if data is not None else None,
                       reference=str(reference) if reference is not None else None, threads=threads, runs=runs,
                       warmup=warmup, limit=limit, perturb=perturb, workers=workers)
