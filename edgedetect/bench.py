@@ -51,6 +51,7 @@ from edgedetect import __version__
 from edgedetect.data import archive_kind, classify, iter_files, list_folder
 from edgedetect.errors import EdgeDetectError, ImageError
 from edgedetect.interpreter import find_interpreter, load_interpreter
+from edgedetect.macs import model_macs
 from edgedetect.metrics import binary_metrics
 from edgedetect.preprocess import RESAMPLE, open_image, to_array
 from edgedetect.runtime import DEFAULT_BATCH, Classifier
@@ -247,10 +248,13 @@ def load_image_set(data: str | os.PathLike, limit: int | None = None) -> ImageSe
 # ---------------------------------------------------------------------------------------- the worker pool
 
 
-def _classify_chunk(clf: Classifier, items: list, perturbation: Perturbation | None,
+def _classify_chunk(clf: Classifier | None, items: list, perturbation: Perturbation | None,
                     batch: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """p_fake per item (NaN where it failed) and ``(position, problem)`` per failure; fills ``batch`` in place."""
-    size, n_batch = clf.input_size, len(batch)
+    """p_fake per item (NaN where it failed) and ``(position, problem)`` per failure; fills ``batch`` in place.
+
+    Without ``clf`` nothing is invoked (p_fake 0): the floor, what reading, decoding and batching alone cost.
+    """
+    size, n_batch = batch.shape[1], len(batch)
     out = np.full(len(items), np.nan)
     errors: list[tuple[int, str]] = []
     filled: list[int] = []
@@ -264,12 +268,12 @@ def _classify_chunk(clf: Classifier, items: list, perturbation: Perturbation | N
             continue
         filled.append(j)
         if len(filled) == n_batch:
-            out[filled] = clf.invoke(batch)
+            out[filled] = clf.invoke(batch) if clf is not None else 0.0
             filled = []
     if filled:  # pad the last batch: re-allocating the interpreter for a smaller one costs more than the zeros
         k = len(filled)
         batch[k:] = 0
-        out[filled] = clf.invoke(batch)[:k]
+        out[filled] = clf.invoke(batch)[:k] if clf is not None else 0.0
     return out, errors
 
 
@@ -280,7 +284,12 @@ class _Worker:
         self.threads, self.batch_size = threads, batch_size
         self.models: dict[str, tuple[Classifier, np.ndarray]] = {}
 
-    def load(self, model: str) -> None:
+    def load(self, model: str | int) -> None:
+        """A model path, or an input size: the floor at that size (decode and batch, no interpreter)."""
+        if isinstance(model, int):
+            if model not in self.models:
+                self.models[model] = (None, np.zeros((self.batch_size, model, model, 3), np.uint8))
+            return
         if model not in self.models:
             with contextlib.redirect_stderr(io.StringIO()):  # run_bench already showed its warnings (no metadata)
                 clf = Classifier(model, threads=self.threads, batch_size=self.batch_size)
@@ -288,7 +297,7 @@ class _Worker:
             clf.invoke(batch)  # allocate at the batch size and warm up, outside the timed pass
             self.models[model] = (clf, batch)
 
-    def run(self, model: str, items: list, perturbation: Perturbation | None):
+    def run(self, model: str | int, items: list, perturbation: Perturbation | None):
         self.load(model)
         clf, batch = self.models[model]
         return _classify_chunk(clf, items, perturbation, batch)
@@ -378,14 +387,14 @@ class WorkerPool:
             raise RuntimeError(f"a bench worker failed:\n{payload}")
         return payload
 
-    def run(self, model: str | os.PathLike, images: ImageSet, perturbation: Perturbation | None = None):
-        """Classify every image with ``model``.
+    def run(self, model: str | os.PathLike | int, images: ImageSet, perturbation: Perturbation | None = None):
+        """Classify every image with ``model`` (an int: read, decode and batch them at that size, no model).
 
         Returns:
             ``(p_fake, errors, seconds)``: p_fake per image (NaN where it failed), ``{index: problem}``, and the
             wall-clock seconds of the pass (model loading excluded).
         """
-        model = str(model)
+        model = model if isinstance(model, int) else str(model)
         n = len(images)
         p = np.full(n, np.nan)
         errors: dict[int, str] = {}
@@ -441,6 +450,36 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+# What decides whether int8 pays: 8-bit dot-product instructions (x86 VNNI, ARM dot product). Names as in
+# /proc/cpuinfo ("flags" on x86, "Features" on ARM, where asimd is NEON and asimddp its dot product).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm")
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> list[str] | None:
+    """The flags of :data:`CPU_FLAGS` this CPU has, in that order; None where they cannot be read (not Linux).
+
+    Args:
+        cpuinfo: the text of ``/proc/cpuinfo`` (default: read it).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            have = set(value.split())
+            return [f for f in CPU_FLAGS if f in have]
+    return None
+
+
+def has_int8_dot(flags: list[str] | None) -> bool | None:
+    """Whether ``flags`` include an 8-bit dot-product instruction (None: unknown)."""
+    return None if flags is None else any(f in flags for f in INT8_DOT_FLAGS)
+
+
 def usable_cores() -> int:
     """Cores this process may run on (the affinity mask where the OS has one)."""
     try:
@@ -458,8 +497,11 @@ def host_info(threads: int | None = None, workers: int | None = None, threads_pe
         load = [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
         load = None
+    flags = cpu_flags()
     return {
         "cpu": cpu_model(),
+        "cpu_flags": flags,
+        "int8_dot_product": has_int8_dot(flags),
         "cores": os.cpu_count(),
         "usable_cores": usable_cores(),
         "os": platform.platform(),
@@ -495,6 +537,8 @@ class BenchConfig:
         perturb: perturbation spec, e.g. ``jpeg:50,resize:0.5,blur:1.0``.
         workers: processes for the throughput pass (default: one per usable core).
         batch_size: images per invoke in the throughput pass.
+        tolerance: accuracy (a fraction: 0.003 = 0.3 points) a recommended file may give up against the most
+            accurate one for speed.
     """
 
     models: list[str] = field(default_factory=list)
@@ -507,6 +551,7 @@ class BenchConfig:
     perturb: Optional[str] = None
     workers: Optional[int] = None
     batch_size: int = DEFAULT_BATCH
+    tolerance: float = 0.003
 
 
 def _check_config(cfg: BenchConfig) -> None:
@@ -515,6 +560,8 @@ def _check_config(cfg: BenchConfig) -> None:
                              ("--batch-size", cfg.batch_size, 1)):
         if value is not None and value < low:
             raise EdgeDetectError(f"{name} must be at least {low}; received {value}")
+    if not 0 <= cfg.tolerance <= 1:
+        raise EdgeDetectError(f"--tolerance must be 0 to 100 points; received {100 * cfg.tolerance:g}")
     if cfg.data is None:
         for name, value in (("--perturb", cfg.perturb), ("--reference", cfg.reference), ("--limit", cfg.limit)):
             if value is not None:
@@ -602,15 +649,25 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
                    latency_ms_p50=float(np.median(lat)), latency_ms_p90=float(np.percentile(lat, 90)),
                    input_size=clf.input_size, io=clf.input_dtype.name, threshold=clf.threshold,
                    arch=clf.metadata.arch, reference=None, mean_abs_dp=None, n_images=None,
-                   throughput_seconds=None, perturbations={})
+                   throughput_seconds=None, macs_per_image=model_macs(model), floor_ips=None, floor_ratio=None,
+                   perturbations={})
         rows.append(row)
         if images is None:
             log(_row_line(row))
 
     preds: dict[Path, np.ndarray] = {}
     errors: dict[int, str] = {}
+    floors: dict[int, list[float]] = {}
     if images is not None:
         with WorkerPool(workers, 1, cfg.batch_size) as pool:
+
+            def measure_floor() -> None:  # the same pool, chunks and decoding as the models, without invoke()
+                for size in sorted({r["input_size"] for r in rows}):
+                    p, _, secs = pool.run(size, images)
+                    n_ok = int(np.isfinite(p).sum())
+                    floors.setdefault(size, []).append(n_ok / (secs + images.read_s) if n_ok else 0.0)
+
+            measure_floor()  # before the models and after them; the faster pass counts, so ratios err low
             for model, row in zip(models, rows):
                 clf = classifier(model)
                 p, errs, secs = pool.run(model, images)
@@ -635,6 +692,13 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
                         if both.any() else None,
                     }
                 log(_row_line(row))
+            measure_floor()
+            for row in rows:
+                row["floor_ips"] = max(floors[row["input_size"]])
+                if row["throughput_ips"] is not None and row["floor_ips"]:
+                    row["floor_ratio"] = row["throughput_ips"] / row["floor_ips"]
+            log("floor (read + decode + preprocess, no invoke): "
+                + ", ".join(f"{max(v):,.0f} img/s at {k} px" for k, v in floors.items()))
 
             for model, row in zip(models, rows):
                 ref = Path(cfg.reference) if cfg.reference is not None else family_reference(model)
@@ -663,12 +727,43 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
             "throughput": f"{workers} worker process(es) x 1 interpreter thread, batch {cfg.batch_size}: read + "
                           "decode + preprocess + invoke over the data; start-up and model loading excluded"
                           + ("; archive read time included" if images is not None and images.read_s else ""),
+            "floor": "the throughput pass without invoke() (read + decode + preprocess + batch, same workers and "
+                     "chunks), once before the models and once after; the faster pass is the floor, and "
+                     "floor_ratio = throughput_ips / floor_ips",
+            "recommendation": f"the highest throughput (batch-1 latency without data) among the files within "
+                              f"{100 * cfg.tolerance:g} accuracy points of the most accurate one",
             "runs": cfg.runs, "warmup": cfg.warmup, "batch_size": cfg.batch_size, "limit": cfg.limit,
         },
         "perturbations": [p.name for p in perturbations],
+        "floor": [{"input_size": k, "throughput_ips": max(v), "passes_ips": v} for k, v in sorted(floors.items())],
+        "recommendation": recommend(rows, cfg.tolerance),
         "rows": rows,
         "errors": [{"path": images.relpaths[i], "error": msg} for i, msg in sorted(errors.items())],
     }
+
+
+def recommend(rows: list[dict], tolerance: float) -> dict | None:
+    """The file to use on this host: the fastest within ``tolerance`` of the most accurate (None without rows).
+
+    Speed is end-to-end throughput where it was measured, else batch-1 latency (and then accuracy is unknown,
+    so every file is a candidate).
+    """
+    if not rows:
+        return None
+    with_acc = [r for r in rows if r["accuracy"] is not None and r["throughput_ips"] is not None]
+    if with_acc:
+        best = max(with_acc, key=lambda r: r["accuracy"])
+        pool = [r for r in with_acc if r["accuracy"] >= best["accuracy"] - tolerance - 1e-12]
+        pick = max(pool, key=lambda r: r["throughput_ips"])
+        by = "throughput"
+    else:
+        best, pool = None, rows
+        pick = min(pool, key=lambda r: r["latency_ms_p50"])
+        by = "latency"
+    return {"model": pick["model"], "by": by, "tolerance": tolerance, "accuracy": pick["accuracy"],
+            "throughput_ips": pick["throughput_ips"], "floor_ratio": pick["floor_ratio"],
+            "latency_ms_p50": pick["latency_ms_p50"],
+            "most_accurate": best["model"] if best else None, "best_accuracy": best["accuracy"] if best else None}
 
 
 def _fmt(v, spec: str, none: str = "-") -> str:
@@ -679,6 +774,8 @@ def _row_line(row: dict) -> str:
     parts = [f"{Path(row['model']).name}: {row['latency_ms_p50']:.3f} ms/img (batch 1)"]
     if row["throughput_ips"] is not None:
         parts.append(f"{row['throughput_ips']:,.0f} img/s")
+        if row["floor_ratio"] is not None:
+            parts.append(f"{row['floor_ratio']:.2f} x floor")
     if row["accuracy"] is not None:
         parts.append(f"accuracy {row['accuracy']:.4f}")
     return ", ".join(parts)
@@ -695,15 +792,18 @@ def render(doc: dict, console) -> None:
     host = doc["host"]
     table = Table(title=f"edgedetect bench · {escape(doc['data'] or 'no data (size and latency only)')}"
                   + (f" · {doc['n_images']:,} images" if doc["data"] else ""), title_justify="left")
-    columns = ("Model", "Prec.", "MB", "Acc", "F1", "AUC", "ms/img p50 (p90)", "img/s", "ΔAcc pt", "Agree", "max|Δp|")
+    columns = ("Model", "Prec.", "MB", "MMAC", "Acc", "F1", "AUC", "ms/img p50 (p90)", "img/s", "× floor", "ΔAcc pt",
+               "Agree", "max|Δp|")
     for col in columns:
         table.add_column(col, justify="left" if col in ("Model", "Prec.") else "right", no_wrap=True)
     for r in doc["rows"]:
         delta = None if r["delta_accuracy"] is None else 100 * r["delta_accuracy"]
-        table.add_row(escape(Path(r["model"]).stem), r["precision"], f"{r['size_bytes'] / 1e6:.2f}",
+        macs = None if r["macs_per_image"] is None else r["macs_per_image"] / 1e6
+        table.add_row(escape(Path(r["model"]).stem), r["precision"], f"{r['size_bytes'] / 1e6:.2f}", _fmt(macs, ".2f"),
                       _fmt(r["accuracy"], ".4f"), _fmt(r["f1"], ".4f"), _fmt(r["roc_auc"], ".4f"),
                       f"{r['latency_ms_p50']:.3f} ({r['latency_ms_p90']:.3f})", _fmt(r["throughput_ips"], ",.0f"),
-                      _fmt(delta, "+.2f"), _fmt(r["agreement"], ".4f"), _fmt(r["max_abs_dp"], ".4f"))
+                      _fmt(r["floor_ratio"], ".2f"), _fmt(delta, "+.2f"), _fmt(r["agreement"], ".4f"),
+                      _fmt(r["max_abs_dp"], ".4f"))
     console.print(table)
     if doc["perturbations"]:
         pt = Table(title="Accuracy under perturbation (change vs clean, points)", title_justify="left")
@@ -724,12 +824,29 @@ def render(doc: dict, console) -> None:
         found = escape(", ".join(refs)) if refs else "none (no fp32 sibling found; pass --reference)"
         console.print(f"drift reference: {found}")
     load = host["load_average"]
+    flags = host.get("cpu_flags")
+    dot = {True: "yes", False: "no", None: "unknown"}[host.get("int8_dot_product")]
     console.print(f"host: {escape(host['cpu'])}, {host['cores']} cores ({host['usable_cores']} usable), "
                   f"{host['os']} ({host['arch']}); python {host['python']}, numpy {host['numpy']}, "
                   f"{host['interpreter']}" + (f"; load average {load[0]:.2f}" if load else ""))
+    flags_text = "unknown" if flags is None else " ".join(flags) or f"none of {', '.join(CPU_FLAGS)}"
+    console.print(f"cpu flags: {flags_text} (int8 dot product: {dot})")
     console.print(f"latency: {doc['method']['latency']}")
     if doc["data"]:
         console.print(f"throughput: {doc['method']['throughput']}")
+        floors = ", ".join(f"{f['throughput_ips']:,.0f} img/s at {f['input_size']} px (passes: "
+                           + ", ".join(f"{v:,.0f}" for v in f["passes_ips"]) + ")" for f in doc.get("floor", []))
+        console.print(f"floor: {floors} = read + decode + preprocess alone, same workers; × floor = img/s / floor")
+    rec = doc.get("recommendation")
+    if rec:
+        name = escape(Path(rec["model"]).name)
+        if rec["by"] == "throughput":
+            why = (f"{rec['throughput_ips']:,.0f} img/s, {rec['floor_ratio']:.2f} × floor, accuracy {rec['accuracy']:.4f}: "
+                   f"the fastest within {100 * rec['tolerance']:g} points of the most accurate, "
+                   f"{escape(Path(rec['most_accurate']).stem)} ({rec['best_accuracy']:.4f})")
+        else:
+            why = f"{rec['latency_ms_p50']:.3f} ms/img: the lowest batch-1 latency (no --data, so accuracy not weighed)"
+        console.print(f"[bold]use on this host: {name}[/] ({why})")
 
 
 def print_errors(doc: dict, console, limit: int = 50) -> None:
@@ -749,7 +866,8 @@ def write_csv(doc: dict, path: str | os.PathLike) -> None:
     """One line per model: the contract keys, then the extra figures and one accuracy column per perturbation."""
     from edgedetect.files import atomic_write_text
 
-    extra = ["reference", "mean_abs_dp", "n_images", "input_size", "io", "threshold", "arch"]
+    extra = ["reference", "mean_abs_dp", "n_images", "input_size", "io", "threshold", "arch", "macs_per_image",
+             "floor_ips", "floor_ratio"]
     pert_cols = [f"accuracy_{name}" for name in doc["perturbations"]]
     buf = io.StringIO()
     writer = csv.writer(buf)

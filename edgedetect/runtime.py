@@ -15,6 +15,7 @@ import numpy as np
 
 from edgedetect.errors import EdgeDetectError
 from edgedetect.interpreter import find_interpreter, load_interpreter
+from edgedetect.macs import count_macs
 from edgedetect.metadata import ModelMetadata, read_metadata
 
 DEFAULT_BATCH = 256
@@ -163,5 +164,6 @@ class Classifier:
             "interpreter": f"{self.interpreter_package} {self.interpreter_version}",
             "input": tensor(self._in, self._in_q),
             "output": tensor(self._out, self._out_q),
+            "macs_per_image": count_macs(self._interp),
             "metadata": self.metadata.__dict__,
         }
