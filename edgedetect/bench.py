@@ -17,6 +17,12 @@ Method, per model:
   preprocessing) and classify chunks of the data handed out on demand. Timed from handing out the first chunk
   to receiving the last result; process start-up and model loading are excluded (they happen once). For an
   archive, the time to read it into memory (pro-rated with ``limit``) is added to every model's time.
+* **floor** (with data): the throughput pass without ``invoke()`` (same workers, chunks, reading, decoding and
+  batching), right before and right after each model's pass; ``floor_ratio`` = the model's img/s over the faster
+  of the two, so a host load that comes and goes moves both sides of the ratio alike. ``macs_per_image`` comes
+  from the graph (:mod:`edgedetect.macs`); ``host.cpu_flags`` names the instructions that decide int8 speed.
+* **recommendation**: the highest throughput (latency without data) among the files within ``tolerance``
+  accuracy of the most accurate one.
 * **accuracy** from the same pass: accuracy, precision, recall, F1 (FAKE positive) at the model's threshold, and
   ROC-AUC, over the images whose class a folder name gives (:func:`edgedetect.data.classify`).
 * **drift** vs a reference model (default: the fp32 model of the same family, ``<family>_fp32.tflite`` beside
