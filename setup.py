@@ -15,7 +15,7 @@ setup(
     install_requires=[
         "numpy>=1.23",
         "pillow>=9.1",
-        "typer>=0.12",
+        "typer>=0.12,<0.29",  # 0.29 added pydantic (12 MB installed) for nothing this CLI uses
         "rich>=13",
         "ai-edge-litert>=1.2; platform_system != 'Windows'",
     ],
