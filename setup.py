@@ -15,16 +15,18 @@ setup(
     install_requires=[
         "numpy>=1.23",
         "pillow>=9.1",
-        "typer>=0.12",
+        "typer>=0.12,<0.29",  # 0.29 added pydantic (12 MB installed) for nothing this CLI uses
         "rich>=13",
-        "matplotlib>=3.6",
         "ai-edge-litert>=1.2; platform_system != 'Windows'",
     ],
     extras_require={
         "train": ["tensorflow-cpu==2.21.*; platform_system == 'Linux' and platform_machine == 'x86_64'",
                   "tensorflow==2.21.*; platform_system != 'Linux' or platform_machine != 'x86_64'",
                   "keras>=3.5", "kagglehub>=0.3"],
-        "dev": ["pytest>=8", "hypothesis>=6", "selenium>=4.11"],  # selenium drives Chromium in the browser test
+        # Pictures (--plot, --plots) only: matplotlib and fontTools are ~65 MB, a fifth of the old base install.
+        "plot": ["matplotlib>=3.6"],
+        # selenium drives Chromium in the browser test
+        "dev": ["pytest>=8", "hypothesis>=6", "matplotlib>=3.6", "selenium>=4.11"],
     },
     entry_points={"console_scripts": ["edgedetect=edgedetect.cli:main"]},
 )

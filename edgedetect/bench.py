@@ -17,6 +17,12 @@ Method, per model:
   preprocessing) and classify chunks of the data handed out on demand. Timed from handing out the first chunk
   to receiving the last result; process start-up and model loading are excluded (they happen once). For an
   archive, the time to read it into memory (pro-rated with ``limit``) is added to every model's time.
+* **floor** (with data): the throughput pass without ``invoke()`` (same workers, chunks, reading, decoding and
+  batching), right before and right after each model's pass; ``floor_ratio`` = the model's img/s over the faster
+  of the two, so a host load that comes and goes moves both sides of the ratio alike. ``macs_per_image`` comes
+  from the graph (:mod:`edgedetect.macs`); ``host.cpu_flags`` names the instructions that decide int8 speed.
+* **recommendation**: the highest throughput (latency without data) among the files within ``tolerance``
+  accuracy of the most accurate one.
 * **accuracy** from the same pass: accuracy, precision, recall, F1 (FAKE positive) at the model's threshold, and
   ROC-AUC, over the images whose class a folder name gives (:func:`edgedetect.data.classify`).
 * **drift** vs a reference model (default: the fp32 model of the same family, ``<family>_fp32.tflite`` beside
@@ -50,7 +56,8 @@ from PIL import Image, ImageFilter
 from edgedetect import __version__
 from edgedetect.data import Scan, archive_kind, classify, default_memory_budget, list_folder
 from edgedetect.errors import EdgeDetectError, ImageError, printable
-from edgedetect.interpreter import find_interpreter
+from edgedetect.interpreter import find_interpreter, load_interpreter
+from edgedetect.macs import model_macs
 from edgedetect.metrics import binary_metrics
 from edgedetect.model_check import check_threads
 from edgedetect.preprocess import RESAMPLE, open_image, to_array
@@ -170,8 +177,7 @@ def family_reference(model: str | os.PathLike) -> Path | None:
 
 def measure_latency(model: str | os.PathLike, threads: int, runs: int, warmup: int) -> np.ndarray:
     """Milliseconds of ``runs`` batch-1 ``invoke()`` calls after ``warmup`` untimed ones (input: random pixels)."""
-    Interpreter, _, _ = find_interpreter()
-    interp = Interpreter(model_path=str(model), num_threads=threads)
+    interp = load_interpreter(str(model), threads)
     detail = interp.get_input_details()[0]
     shape = [1, *(int(d) for d in detail["shape"][1:])]
     if int(detail["shape"][0]) != 1:
@@ -259,10 +265,13 @@ def load_image_set(data: str | os.PathLike, limit: int | None = None) -> ImageSe
 # ---------------------------------------------------------------------------------------- the worker pool
 
 
-def _classify_chunk(clf: Classifier, items: list, perturbation: Perturbation | None,
+def _classify_chunk(clf: Classifier | None, items: list, perturbation: Perturbation | None,
                     batch: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str]]]:
-    """p_fake per item (NaN where it failed) and ``(position, problem)`` per failure; fills ``batch`` in place."""
-    size, n_batch = clf.input_size, len(batch)
+    """p_fake per item (NaN where it failed) and ``(position, problem)`` per failure; fills ``batch`` in place.
+
+    Without ``clf`` nothing is invoked (p_fake 0): the floor, what reading, decoding and batching alone cost.
+    """
+    size, n_batch = batch.shape[1], len(batch)
     out = np.full(len(items), np.nan)
     errors: list[tuple[int, str]] = []
     filled: list[int] = []
@@ -288,12 +297,12 @@ def _classify_chunk(clf: Classifier, items: list, perturbation: Perturbation | N
             continue
         filled.append(j)
         if len(filled) == n_batch:
-            out[filled] = clf.invoke(batch)
+            out[filled] = clf.invoke(batch) if clf is not None else 0.0
             filled = []
     if filled:  # pad the last batch: re-allocating the interpreter for a smaller one costs more than the zeros
         k = len(filled)
         batch[k:] = 0
-        out[filled] = clf.invoke(batch)[:k]
+        out[filled] = clf.invoke(batch)[:k] if clf is not None else 0.0
     return out, errors
 
 
@@ -304,7 +313,12 @@ class _Worker:
         self.threads, self.batch_size = threads, batch_size
         self.models: dict[str, tuple[Classifier, np.ndarray]] = {}
 
-    def load(self, model: str) -> None:
+    def load(self, model: str | int) -> None:
+        """A model path, or an input size: the floor at that size (decode and batch, no interpreter)."""
+        if isinstance(model, int):
+            if model not in self.models:
+                self.models[model] = (None, np.zeros((self.batch_size, model, model, 3), np.uint8))
+            return
         if model not in self.models:
             with contextlib.redirect_stderr(io.StringIO()):  # run_bench already showed its warnings (no metadata)
                 clf = Classifier(model, threads=self.threads, batch_size=self.batch_size)
@@ -312,7 +326,7 @@ class _Worker:
             clf.invoke(batch)  # allocate at the batch size and warm up, outside the timed pass
             self.models[model] = (clf, batch)
 
-    def run(self, model: str, items: list, perturbation: Perturbation | None):
+    def run(self, model: str | int, items: list, perturbation: Perturbation | None):
         self.load(model)
         clf, batch = self.models[model]
         return _classify_chunk(clf, items, perturbation, batch)
@@ -402,14 +416,14 @@ class WorkerPool:
             raise RuntimeError(f"a bench worker failed:\n{payload}")
         return payload
 
-    def run(self, model: str | os.PathLike, images: ImageSet, perturbation: Perturbation | None = None):
-        """Classify every image with ``model``.
+    def run(self, model: str | os.PathLike | int, images: ImageSet, perturbation: Perturbation | None = None):
+        """Classify every image with ``model`` (an int: read, decode and batch them at that size, no model).
 
         Returns:
             ``(p_fake, errors, seconds)``: p_fake per image (NaN where it failed), ``{index: problem}``, and the
             wall-clock seconds of the pass (model loading excluded).
         """
-        model = str(model)
+        model = model if isinstance(model, int) else str(model)
         n = len(images)
         p = np.full(n, np.nan)
         errors: dict[int, str] = {}
@@ -477,6 +491,36 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+# What decides whether int8 pays: 8-bit dot-product instructions (x86 VNNI, ARM dot product). Names as in
+# /proc/cpuinfo ("flags" on x86, "Features" on ARM, where asimd is NEON and asimddp its dot product).
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm")
+INT8_DOT_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> list[str] | None:
+    """The flags of :data:`CPU_FLAGS` this CPU has, in that order; None where they cannot be read (not Linux).
+
+    Args:
+        cpuinfo: the text of ``/proc/cpuinfo`` (default: read it).
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() in ("flags", "features"):
+            have = set(value.split())
+            return [f for f in CPU_FLAGS if f in have]
+    return None
+
+
+def has_int8_dot(flags: list[str] | None) -> bool | None:
+    """Whether ``flags`` include an 8-bit dot-product instruction (None: unknown)."""
+    return None if flags is None else any(f in flags for f in INT8_DOT_FLAGS)
+
+
 def usable_cores() -> int:
     """Cores this process may run on (the affinity mask where the OS has one)."""
     try:
@@ -494,8 +538,11 @@ def host_info(threads: int | None = None, workers: int | None = None, threads_pe
         load = [round(v, 2) for v in os.getloadavg()]
     except (AttributeError, OSError):
         load = None
+    flags = cpu_flags()
     return {
         "cpu": cpu_model(),
+        "cpu_flags": flags,
+        "int8_dot_product": has_int8_dot(flags),
         "cores": os.cpu_count(),
         "usable_cores": usable_cores(),
         "os": platform.platform(),
@@ -531,6 +578,8 @@ class BenchConfig:
         perturb: perturbation spec, e.g. ``jpeg:50,resize:0.5,blur:1.0``.
         workers: processes for the throughput pass (default: one per usable core).
         batch_size: images per invoke in the throughput pass.
+        tolerance: accuracy (a fraction: 0.003 = 0.3 points) a recommended file may give up against the most
+            accurate one for speed.
     """
 
     models: list[str] = field(default_factory=list)
@@ -543,6 +592,7 @@ class BenchConfig:
     perturb: Optional[str] = None
     workers: Optional[int] = None
     batch_size: int = DEFAULT_BATCH
+    tolerance: float = 0.003
 
 
 def _check_config(cfg: BenchConfig) -> None:
@@ -553,6 +603,8 @@ def _check_config(cfg: BenchConfig) -> None:
             raise EdgeDetectError(f"{name} must be at least {low}; received {value}")
     check_threads(cfg.threads, "--threads")
     check_threads(cfg.workers, "--workers")
+    if not 0 <= cfg.tolerance <= 1:
+        raise EdgeDetectError(f"--tolerance must be 0 to 100 points; received {100 * cfg.tolerance:g}")
     if cfg.data is None:
         for name, value in (("--perturb", cfg.perturb), ("--reference", cfg.reference), ("--limit", cfg.limit)):
             if value is not None:
@@ -660,16 +712,31 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
                    latency_ms_p50=float(np.median(lat)), latency_ms_p90=float(np.percentile(lat, 90)),
                    input_size=clf.input_size, io=clf.input_dtype.name, threshold=clf.threshold,
                    arch=clf.metadata.arch, reference=None, mean_abs_dp=None, n_images=None,
-                   throughput_seconds=None, perturbations={})
+                   throughput_seconds=None, macs_per_image=model_macs(model), floor_ips=None, floor_ratio=None,
+                   perturbations={})
         rows.append(row)
         if images is None:
             log(_row_line(row))
 
     preds: dict[Path, np.ndarray] = {}
     errors: dict[int, str] = {}
+    floors: dict[int, list[float]] = {}
     if images is not None:
         with WorkerPool(workers, 1, cfg.batch_size) as pool:
+
+            def measure_floor(size: int) -> float:  # the same pool, chunks and decoding as the models, no invoke()
+                p, _, secs = pool.run(size, images)
+                n_ok = int(np.isfinite(p).sum())
+                floors.setdefault(size, []).append(n_ok / (secs + images.read_s) if n_ok else 0.0)
+                return floors[size][-1]
+
+            # The floor is measured right before and right after each model's pass (one pass between two models
+            # serves both), so a load that comes and goes on the host moves both sides of the ratio alike; the
+            # faster of the two counts, so the ratio errs low.
+            last_floor: tuple[int, float] | None = None
             for model, row in list(zip(models, rows)):
+                size = row["input_size"]
+                before = last_floor[1] if last_floor and last_floor[0] == size else measure_floor(size)
                 clf = classifier(model)
                 try:
                     p, errs, secs = pool.run(model, images)
@@ -683,6 +750,11 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
                 n_ok = int(np.isfinite(p).sum())
                 row.update(n_images=n_ok, throughput_seconds=secs + images.read_s,
                            throughput_ips=n_ok / (secs + images.read_s) if n_ok else None)
+                after = measure_floor(size)
+                last_floor = None if perturbations else (size, after)
+                row["floor_ips"] = max(before, after)
+                if row["throughput_ips"] is not None and row["floor_ips"]:
+                    row["floor_ratio"] = row["throughput_ips"] / row["floor_ips"]
                 m = _metrics(p, images.labels, clf.threshold)
                 if m is not None:
                     row.update(accuracy=m["accuracy"], precision_fake=m["precision"], recall_fake=m["recall"],
@@ -729,14 +801,46 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
             "throughput": f"{workers} worker process(es) x 1 interpreter thread, batch {cfg.batch_size}: read + "
                           "decode + preprocess + invoke over the data; start-up and model loading excluded"
                           + ("; archive read time included" if images is not None and images.read_s else ""),
+            "floor": "the throughput pass without invoke() (read + decode + preprocess + batch, same workers and "
+                     "chunks), right before and right after each model's pass; a row's floor_ips is the faster "
+                     "of its two and floor_ratio = throughput_ips / floor_ips; floor.throughput_ips is the "
+                     "fastest pass of the run",
+            "recommendation": f"the highest throughput (batch-1 latency without data) among the files within "
+                              f"{100 * cfg.tolerance:g} accuracy points of the most accurate one",
             "runs": cfg.runs, "warmup": cfg.warmup, "batch_size": cfg.batch_size, "limit": cfg.limit,
         },
         "perturbations": [p.name for p in perturbations],
+        "floor": [{"input_size": k, "throughput_ips": max(v), "passes_ips": v} for k, v in sorted(floors.items())],
+        "recommendation": recommend(rows, cfg.tolerance),
         "rows": rows,
         "model_errors": model_errors,
         "errors": [{"path": images.relpaths[i], "error": msg} for i, msg in sorted(errors.items())]
         + [{"path": path, "error": msg} for path, msg in (images.unreadable if images is not None else [])],
     }
+
+
+def recommend(rows: list[dict], tolerance: float) -> dict | None:
+    """The file to use on this host: the fastest within ``tolerance`` of the most accurate (None without rows).
+
+    Speed is end-to-end throughput where it was measured, else batch-1 latency (and then accuracy is unknown,
+    so every file is a candidate).
+    """
+    if not rows:
+        return None
+    with_acc = [r for r in rows if r["accuracy"] is not None and r["throughput_ips"] is not None]
+    if with_acc:
+        best = max(with_acc, key=lambda r: r["accuracy"])
+        pool = [r for r in with_acc if r["accuracy"] >= best["accuracy"] - tolerance - 1e-12]
+        pick = max(pool, key=lambda r: r["throughput_ips"])
+        by = "throughput"
+    else:
+        best, pool = None, rows
+        pick = min(pool, key=lambda r: r["latency_ms_p50"])
+        by = "latency"
+    return {"model": pick["model"], "by": by, "tolerance": tolerance, "accuracy": pick["accuracy"],
+            "throughput_ips": pick["throughput_ips"], "floor_ratio": pick["floor_ratio"],
+            "latency_ms_p50": pick["latency_ms_p50"],
+            "most_accurate": best["model"] if best else None, "best_accuracy": best["accuracy"] if best else None}
 
 
 def _fmt(v, spec: str, none: str = "-") -> str:
@@ -747,6 +851,8 @@ def _row_line(row: dict) -> str:
     parts = [f"{Path(row['model']).name}: {row['latency_ms_p50']:.3f} ms/img (batch 1)"]
     if row["throughput_ips"] is not None:
         parts.append(f"{row['throughput_ips']:,.0f} img/s")
+        if row["floor_ratio"] is not None:
+            parts.append(f"{row['floor_ratio']:.2f} x floor ({row['floor_ips']:,.0f} img/s)")
     if row["accuracy"] is not None:
         parts.append(f"accuracy {row['accuracy']:.4f}")
     return ", ".join(parts)
@@ -763,15 +869,18 @@ def render(doc: dict, console) -> None:
     host = doc["host"]
     table = Table(title=f"edgedetect bench · {escape(doc['data'] or 'no data (size and latency only)')}"
                   + (f" · {doc['n_images']:,} images" if doc["data"] else ""), title_justify="left")
-    columns = ("Model", "Prec.", "MB", "Acc", "F1", "AUC", "ms/img p50 (p90)", "img/s", "ΔAcc pt", "Agree", "max|Δp|")
+    columns = ("Model", "Prec.", "MB", "MMAC", "Acc", "F1", "AUC", "ms/img p50 (p90)", "img/s", "× floor", "ΔAcc pt",
+               "Agree", "max|Δp|")
     for col in columns:
         table.add_column(col, justify="left" if col in ("Model", "Prec.") else "right", no_wrap=True)
     for r in doc["rows"]:
         delta = None if r["delta_accuracy"] is None else 100 * r["delta_accuracy"]
-        table.add_row(escape(Path(r["model"]).stem), r["precision"], f"{r['size_bytes'] / 1e6:.2f}",
+        macs = None if r["macs_per_image"] is None else r["macs_per_image"] / 1e6
+        table.add_row(escape(Path(r["model"]).stem), r["precision"], f"{r['size_bytes'] / 1e6:.2f}", _fmt(macs, ".2f"),
                       _fmt(r["accuracy"], ".4f"), _fmt(r["f1"], ".4f"), _fmt(r["roc_auc"], ".4f"),
                       f"{r['latency_ms_p50']:.3f} ({r['latency_ms_p90']:.3f})", _fmt(r["throughput_ips"], ",.0f"),
-                      _fmt(delta, "+.2f"), _fmt(r["agreement"], ".4f"), _fmt(r["max_abs_dp"], ".4f"))
+                      _fmt(r["floor_ratio"], ".2f"), _fmt(delta, "+.2f"), _fmt(r["agreement"], ".4f"),
+                      _fmt(r["max_abs_dp"], ".4f"))
     console.print(table)
     if doc["perturbations"]:
         pt = Table(title="Accuracy under perturbation (change vs clean, points)", title_justify="left")
@@ -792,12 +901,30 @@ def render(doc: dict, console) -> None:
         found = escape(", ".join(refs)) if refs else "none (no fp32 sibling found; pass --reference)"
         console.print(f"drift reference: {found}")
     load = host["load_average"]
+    flags = host.get("cpu_flags")
+    dot = {True: "yes", False: "no", None: "unknown"}[host.get("int8_dot_product")]
     console.print(f"host: {escape(host['cpu'])}, {host['cores']} cores ({host['usable_cores']} usable), "
                   f"{host['os']} ({host['arch']}); python {host['python']}, numpy {host['numpy']}, "
                   f"{host['interpreter']}" + (f"; load average {load[0]:.2f}" if load else ""))
+    flags_text = "unknown" if flags is None else " ".join(flags) or f"none of {', '.join(CPU_FLAGS)}"
+    console.print(f"cpu flags: {flags_text} (int8 dot product: {dot})")
     console.print(f"latency: {doc['method']['latency']}")
     if doc["data"]:
         console.print(f"throughput: {doc['method']['throughput']}")
+        floors = ", ".join(f"{f['throughput_ips']:,.0f} img/s at {f['input_size']} px (passes: "
+                           + ", ".join(f"{v:,.0f}" for v in f["passes_ips"]) + ")" for f in doc.get("floor", []))
+        console.print(f"floor: {floors} = read + decode + preprocess alone, same workers, measured around each "
+                      "model; × floor = its img/s / the faster floor pass around it")
+    rec = doc.get("recommendation")
+    if rec:
+        name = escape(Path(rec["model"]).name)
+        if rec["by"] == "throughput":
+            why = (f"{rec['throughput_ips']:,.0f} img/s, {rec['floor_ratio']:.2f} × floor, accuracy {rec['accuracy']:.4f}: "
+                   f"the fastest within {100 * rec['tolerance']:g} points of the most accurate, "
+                   f"{escape(Path(rec['most_accurate']).stem)} ({rec['best_accuracy']:.4f})")
+        else:
+            why = f"{rec['latency_ms_p50']:.3f} ms/img: the lowest batch-1 latency (no --data, so accuracy not weighed)"
+        console.print(f"[bold]use on this host: {name}[/] ({why})")
 
 
 def print_errors(doc: dict, console, limit: int = 50) -> None:
@@ -820,7 +947,8 @@ def write_csv(doc: dict, path: str | os.PathLike) -> None:
     """One line per model: the contract keys, then the extra figures and one accuracy column per perturbation."""
     from edgedetect.files import atomic_write_text
 
-    extra = ["reference", "mean_abs_dp", "n_images", "input_size", "io", "threshold", "arch"]
+    extra = ["reference", "mean_abs_dp", "n_images", "input_size", "io", "threshold", "arch", "macs_per_image",
+             "floor_ips", "floor_ratio"]
     pert_cols = [f"accuracy_{name}" for name in doc["perturbations"]]
     buf = io.StringIO()
     writer = csv.writer(buf)
@@ -834,6 +962,9 @@ def write_csv(doc: dict, path: str | os.PathLike) -> None:
 
 def plot_bench(doc: dict, path: str | os.PathLike) -> None:
     """Latency (x) against accuracy (y; size when there is no data), one labelled bubble per model, area ~ size."""
+    from edgedetect.plots import require_matplotlib
+
+    require_matplotlib("--plot")
     import matplotlib
 
     matplotlib.use("Agg")

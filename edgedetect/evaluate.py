@@ -274,6 +274,9 @@ def worst_mistakes(y: np.ndarray, p_fake: np.ndarray, threshold: float, k: int =
 
 
 def _check_plot_dir(path: Path, force: bool = False) -> None:
+    from edgedetect.plots import require_matplotlib
+
+    require_matplotlib("--plots")
     if path.exists() and not path.is_dir():
         raise EdgeDetectError(f"--plots {path}: is a file; give a folder (it is created if missing)")
     parent = path if path.exists() else path.parent

@@ -7,7 +7,11 @@ Lookup order: ``ai_edge_litert.interpreter`` (LiteRT, the maintained package), `
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import sys
+import tempfile
 from functools import lru_cache
 from importlib import metadata
 
@@ -46,3 +50,48 @@ def find_interpreter() -> tuple[type, str, str]:
         "no TFLite interpreter found; install one: pip install ai-edge-litert "
         "(or tflite-runtime on Python <= 3.11 with numpy < 2)"
     )
+
+
+@contextlib.contextmanager
+def _native_stderr_hidden():
+    """Hide what native code writes on file descriptor 2 while the block runs; show it after all if the block raises.
+
+    LiteRT's C++ logs "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." on the first ``allocate_tensors()``
+    of a process, straight to fd 2, where ``contextlib.redirect_stderr`` cannot catch it.
+    """
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no fd 2 (a closed or replaced stderr): nothing to hide
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            os.write(2, captured.read())  # the native side of the failure
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def load_interpreter(model: str | bytes, num_threads: int):
+    """An interpreter for ``model`` (a path, or the file's bytes, which must outlive it) with its tensors allocated,
+    created without LiteRT's INFO line on stderr.
+
+    Raises:
+        EdgeDetectError: no interpreter is installed.
+        ValueError, RuntimeError: the interpreter rejects the file (what it printed natively is shown).
+    """
+    Interpreter, _, _ = find_interpreter()
+    with _native_stderr_hidden():
+        if isinstance(model, (bytes, bytearray)):
+            interp = Interpreter(model_content=model, num_threads=num_threads)
+        else:
+            interp = Interpreter(model_path=model, num_threads=num_threads)
+        interp.allocate_tensors()
+    return interp

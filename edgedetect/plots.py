@@ -16,8 +16,21 @@ _THUMB = 256  # longest side of each shown image; the originals may be huge
 _COLORS = {"FAKE": "#c62828", "REAL": "#2e7d32"}
 
 
+def require_matplotlib(option: str = "--plot") -> None:
+    """Raise EdgeDetectError (one line: how to get it) when matplotlib, the ``[plot]`` extra, is not installed.
+
+    The base install leaves it out: it and fontTools were over a fifth of the runtime's site-packages.
+    """
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise EdgeDetectError(f'{option} needs matplotlib: pip install "edgedetect[plot]"') from None
+
+
 def check_plot_path(path: Path, force: bool = False) -> None:
-    """Raise EdgeDetectError before any work when ``path`` cannot be written, or exists (without ``force``)."""
+    """Raise EdgeDetectError before any work when matplotlib is missing, or ``path`` cannot be written, or exists
+    (without ``force``)."""
+    require_matplotlib("--plot")
     check_writable(path, force, option="--plot", suffixes=PLOT_SUFFIXES)
 
 

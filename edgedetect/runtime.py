@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from edgedetect.errors import EdgeDetectError
-from edgedetect.interpreter import find_interpreter
+from edgedetect.interpreter import find_interpreter, load_interpreter
+from edgedetect.macs import count_macs
 from edgedetect.metadata import ModelMetadata, read_metadata
 from edgedetect.model_check import check_io_types, check_model, check_threads, probe_model, read_model_file
 
@@ -105,8 +106,7 @@ class Classifier:
             check_model(data)
             probe_model(data, lambda d: _first_invoke(Interpreter, d))
             self._model_data = data  # the interpreter reads the bytes in place; they must outlive it
-            self._interp = Interpreter(model_content=data, num_threads=self.threads)
-            self._interp.allocate_tensors()
+            self._interp = load_interpreter(data, self.threads)
             # Inside the try: a damaged file can pass the flatbuffer check and hold names that are not UTF-8.
             inputs, outputs = self._interp.get_input_details(), self._interp.get_output_details()
         except (ValueError, RuntimeError, EdgeDetectError) as e:
@@ -263,5 +263,6 @@ class Classifier:
             "interpreter": f"{self.interpreter_package} {self.interpreter_version}",
             "input": tensor(self._in, self._in_q),
             "output": tensor(self._out, self._out_q),
+            "macs_per_image": count_macs(self._interp),
             "metadata": self.metadata.__dict__,
         }

@@ -599,9 +599,18 @@ def big_folder(tmp_path_factory) -> Path:
     return root / "data"
 
 
+def maps_file(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` has ``path`` mapped in memory (LiteRT maps the model file it loads)."""
+    try:
+        return str(path) in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
 def interrupt(args: list, ready, settle: float, wait: float = 120) -> tuple[int, str]:
     """Run the CLI and press Ctrl-C (SIGINT to its process group, as a terminal does) ``settle`` seconds after
-    ``ready(stderr line)`` is true (or after ``wait`` seconds without such a line).
+    ``ready(stderr line)`` is true (or after ``wait`` seconds without such a line). ``ready`` may instead be a
+    ``Path``: ready once the process has that file mapped (a successful predict prints nothing on stderr).
 
     Returns ``(exit code, all of stderr)``; fails when the command ends before it could be interrupted.
     """
@@ -613,13 +622,18 @@ def interrupt(args: list, ready, settle: float, wait: float = 120) -> tuple[int,
     try:
         deadline = time.monotonic() + wait
         while True:
+            if isinstance(ready, Path) and maps_file(proc.pid, ready):
+                break
+            step = 0.02 if isinstance(ready, Path) else None
             try:
-                line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+                line = lines.get(timeout=max(0.0, min(deadline - time.monotonic(), step or wait)))
             except queue.Empty:
-                break  # no sign of progress on stderr: press Ctrl-C anyway
+                if time.monotonic() < deadline:
+                    continue
+                break  # no sign of progress: press Ctrl-C anyway
             assert line is not None, f"it ended before Ctrl-C (exit {proc.wait()}): {''.join(seen)}"
             seen.append(line)
-            if ready(line):
+            if not isinstance(ready, Path) and ready(line):
                 break
         time.sleep(settle)
         assert proc.poll() is None, f"it ended before Ctrl-C (exit {proc.returncode}): {''.join(seen)}"
@@ -654,12 +668,13 @@ def test_ctrl_c_during_predict_and_bench(command, big_folder, tiny_tflite):
     model = tiny_tflite["fp32"]
     if command == "predict":
         args = ["predict", big_folder, "--model", model, "--json"]
-        settle = 0.5  # the first stderr line comes from loading the model (LiteRT's INFO): decoding has begun
+        settle = 0.5  # the model is loaded (mapped) when decoding begins
+        ready = model
     else:
         args = ["bench", model, "--data", big_folder, "--workers", "2", "--runs", "20"]
         settle = 1.5  # past the latency runs, into the worker processes' pass
-    code, stderr = interrupt(args, ready=lambda line: command == "predict" or line.startswith("data:"), settle=settle,
-                             wait=10 if command == "predict" else 120)
+        ready = lambda line: line.startswith("data:")  # noqa: E731
+    code, stderr = interrupt(args, ready=ready, settle=settle, wait=10 if command == "predict" else 120)
     assert_interrupted(code, stderr)
 
 

@@ -11,6 +11,7 @@ import typer
 
 from edgedetect.cli import app
 from edgedetect.files import check_writable
+from edgedetect.plots import check_plot_path
 
 
 @app.command(rich_help_panel="Runtime (interpreter only)")
@@ -40,8 +41,11 @@ def bench(
     workers: Optional[int] = typer.Option(None, "--workers", min=1, show_default=False,
                                           help="Processes for the throughput pass, one interpreter thread each \\[default: all cores]."),
     force: bool = typer.Option(False, "--force", help="Overwrite the --csv and --plot files if they exist."),
+    tolerance: float = typer.Option(0.3, "--tolerance", min=0.0, max=100.0, metavar="POINTS",
+                                    help="Accuracy points the recommended file may give up against the most accurate one for speed."),
 ) -> None:
-    """Benchmark models: size, batch-1 latency, end-to-end throughput, accuracy, drift vs fp32, robustness.
+    """Benchmark models: size, MACs, batch-1 latency, end-to-end throughput and its ratio to the decode floor,
+    accuracy, drift vs fp32, robustness; ends with the file to use on this host.
 
     Exit 0 when every image was read, 1 when some could not be (they are listed; the others are measured).
     """
@@ -54,10 +58,11 @@ def bench(
     if csv_out is not None:
         check_writable(csv_out, force, option="--csv", suffixes=(".csv",))
     if plot is not None:
-        check_writable(plot, force, option="--plot", suffixes=(".png", ".jpg", ".jpeg", ".pdf", ".svg"))
+        check_plot_path(plot, force)
     cfg = BenchConfig(models=[str(m) for m in models or []], data=str(data) if data is not None else None,
                       reference=str(reference) if reference is not None else None, threads=threads, runs=runs,
-                      warmup=warmup, limit=limit, perturb=perturb, workers=workers)
+                      warmup=warmup, limit=limit, perturb=perturb, workers=workers,
+                      tolerance=tolerance / 100)
     err = Console(stderr=True, highlight=False)
     doc = run_bench(cfg, log=None if json_out else (lambda msg: err.print(msg, style="dim", soft_wrap=True)))
     # The results are printed before the files are written: a full disk costs the files, not the figures.

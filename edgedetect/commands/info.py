@@ -49,8 +49,10 @@ def _print_human(desc: dict) -> None:
 
     console = Console()
     size = desc["size_bytes"]
+    macs = desc["macs_per_image"]
     console.print(f"[bold]{escape(printable(desc['model']))}[/]  {size:,} bytes ({size / 2**20:.2f} MiB) · "
-                  f"interpreter {escape(desc['interpreter'])}", highlight=False)
+                  + (f"{macs / 1e6:.2f} M multiply-accumulates per image · " if macs is not None else "")
+                  + f"interpreter {escape(desc['interpreter'])}", highlight=False)
     tensors = Table(title="tensors", title_justify="left", header_style="bold")
     for col in ("", "name", "shape", "dtype", "scale", "zero point"):
         tensors.add_column(col)
