@@ -275,7 +275,7 @@ def _classify_chunk(clf: Classifier | None, items: list, perturbation: Perturbat
     out = np.full(len(items), np.nan)
     errors: list[tuple[int, str]] = []
     filled: list[int] = []
-    if clf.mode == "crops":  # a native-resolution model: the image's own crops, one invoke per image
+    if clf is not None and clf.mode == "crops":  # a native-resolution model: its own crops, one invoke per image
         for j, item in enumerate(items):
             try:
                 img = open_image(item)

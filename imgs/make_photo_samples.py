@@ -15,11 +15,11 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SAMPLES = [  # (tarball, member, file here)
-    ("sdfd.tar.gz", "sdfd/FAKE/SPF-17,22.jpg", "fake/5.jpg"),
-    ("faces.tar.gz", "faces/FAKE/4ZH6FM3U0W.jpg", "fake/stylegan_face.jpg"),
-    ("sdfd.tar.gz", "sdfd/FAKE/SGF-88,1.jpg", "fake/sd21_face.jpg"),
-    ("dreambooth.tar.gz", "dreambooth/REAL/dog6_02.jpg", "real/dreambooth_dog.jpg"),
-    ("faces.tar.gz", "faces/REAL/00730.jpg", "real/ffhq_face.jpg"),
+    ("sdfd.tar.gz", "sdfd/FAKE/giP-62,3.jpg", "fake/5.jpg"),
+    ("sd15.tar.gz", "sd15/FAKE/Paul-Cezanne.webp", "fake/sd15_grid.webp"),
+    ("faces.tar.gz", "faces/FAKE/00PB1BNIE8.jpg", "fake/stylegan_face.jpg"),
+    ("dreambooth.tar.gz", "dreambooth/REAL/dog6_03.jpg", "real/dreambooth_dog.jpg"),
+    ("faces.tar.gz", "faces/REAL/00189.jpg", "real/ffhq_face.jpg"),
 ]
 
 
