@@ -66,13 +66,17 @@ def native_crops(img: Image.Image | np.ndarray, crop: int, max_crops: int = DEFA
     No pixel is resampled. An image smaller than ``crop`` on a side is mirror-padded to it (``padded`` is True, and
     the result should say so: the model never saw such an input in training).
     """
-    arr = np.asarray(img, dtype=np.uint8)
-    h, w = arr.shape[:2]
+    w, h = img.size if isinstance(img, Image.Image) else img.shape[1::-1]
     boxes = crop_boxes(w, h, crop, max_crops)
     padded = h < crop or w < crop
+    out = np.empty((len(boxes), crop, crop, 3), np.uint8)
+    if isinstance(img, Image.Image) and not padded:  # cut the crops out of the image; no copy of a 12-MP array
+        for i, box in enumerate(boxes):
+            out[i] = np.asarray(img.crop(box), dtype=np.uint8)
+        return out, boxes, padded
+    arr = np.asarray(img, dtype=np.uint8)
     if padded:
         arr = pad_to(arr, crop)
-    out = np.empty((len(boxes), crop, crop, 3), np.uint8)
     for i, (left, top, right, bottom) in enumerate(boxes):
         out[i] = arr[top:bottom, left:right]
     return out, boxes, padded
