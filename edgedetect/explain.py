@@ -312,6 +312,7 @@ class AutoExplainer:
         self.auto = auto
         self.explainers = {id(m): Explainer(m, threshold=threshold) for m in auto.models}
         self.mode = "auto"
+        self.threshold = threshold  # None: each image against the threshold of the model that decided it
 
     def for_image(self, img: Image.Image) -> Explainer:
         return self.explainers[id(self.auto.pick(*img.size))]
@@ -395,7 +396,12 @@ def explain_files(explainer, paths: Iterable[str], out_dir: Union[str, os.PathLi
         if target is not None:
             from edgedetect.explain_render import png_bytes, render_explanation
 
-            atomic_write_bytes(target, png_bytes(render_explanation(e, img, model_line)))
+            line = model_line
+            if isinstance(explainer, AutoExplainer):  # name the model that decided, not the pair
+                from edgedetect.predict import model_description
+
+                line = model_description(explainer.for_image(img).clf)
+            atomic_write_bytes(target, png_bytes(render_explanation(e, img, line)))
             doc["png"] = str(target)
         results.append(doc)
     results += [{"path": arg, "label": None, "p_fake": None, "error": problem, "png": None}

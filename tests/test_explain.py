@@ -174,9 +174,23 @@ def test_explain_cli_without_tensorflow_writes_pictures_and_numbers(tiny_tflite,
     assert (out / "planted.png").read_bytes() == b"my own file"
 
 
-def test_explain_the_shipped_model_on_a_sample_photo(tmp_path, monkeypatch, capsys):
+def test_explain_the_shipped_pair_on_the_mission_sample(tmp_path, monkeypatch, capsys):
+    """`edgedetect explain imgs/fake/5.jpg --json`: the photo model decides, as in predict, and maps its crops."""
+    from edgedetect.predict import load_default_models, predict_files
+
+    sample = REPO / "imgs" / "fake" / "5.jpg"
+    code, out, err = run_cli(monkeypatch, capsys, "explain", sample, "--out", tmp_path, "--json")
+    assert code == 0, err
+    r = json.loads(out)["results"][0]
+    (expected,) = predict_files(load_default_models(threads=1), [str(sample)])
+    assert r["model"] == expected["model"] == "photo_npr96_int8.tflite" and r["method"] == "crops"
+    assert r["label"] == expected["label"] == "FAKE" and r["p_fake"] == pytest.approx(expected["p_fake"], abs=1e-6)
+    assert r["images_run"] == r["params"]["crops"] == 16 and (tmp_path / "5.png").is_file()
+
+
+def test_explain_the_shipped_32px_model_on_a_sample_photo(tmp_path, monkeypatch, capsys):
     code, out, err = run_cli(monkeypatch, capsys, "explain", REPO / "imgs" / "real" / "cat.jpg", "--out", tmp_path,
-                             "--json")
+                             "--json", "--model", REPO / "models" / "cnn_pair32_int8.tflite")
     assert code == 0, err
     doc = json.loads(out)
     r = doc["results"][0]
