@@ -62,7 +62,7 @@ def _native_stderr_hidden():
     try:
         sys.stderr.flush()
         saved = os.dup(2)
-    except (OSError, ValueError):  # no fd 2 (a closed or replaced stderr): nothing to hide
+    except (AttributeError, OSError, ValueError):  # no fd 2 (None, closed or replaced stderr): nothing to hide
         yield
         return
     with tempfile.TemporaryFile() as captured:

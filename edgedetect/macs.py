@@ -31,11 +31,8 @@ def count_macs(interp) -> int | None:
         if out is None or len(ins) < 2 or ins[0] is None or ins[1] is None:
             continue
         per_image_out = int(np.prod(out[1:-1])) if len(out) > 1 else 1  # H x W (conv) or rows (dense)
-        if name == "CONV_2D":  # filter [Cout, kh, kw, Cin]
-            total += per_image_out * int(np.prod(ins[1]))
-        elif name == "DEPTHWISE_CONV_2D":  # filter [1, kh, kw, C]
-            total += per_image_out * int(np.prod(ins[1]))
-        elif name == "FULLY_CONNECTED":  # weights [units, inputs]
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"):
+            # one MAC per weight per output position: filter [Cout, kh, kw, Cin], [1, kh, kw, C], [units, inputs]
             total += per_image_out * int(np.prod(ins[1]))
         elif name == "TRANSPOSE_CONV":  # inputs: output shape, filter [Cout, kh, kw, Cin], input [N, H, W, Cin]
             if len(ins) >= 3 and ins[2] is not None:
