@@ -180,7 +180,9 @@ def test_without_model_uses_the_shipped_default_or_says_to_pass_one(folder):
                                                         "edgedetect (models/default.json is missing); pass one "
                                                         "with --model FILE.tflite")
     else:
-        assert proc.returncode == 0 and json.loads(proc.stdout)["model"] == str(default)
+        photo = default_model_path("photo_model")  # the shipped pair: the 32-px model and the photo model
+        assert proc.returncode == 0
+        assert json.loads(proc.stdout)["model"] == (str(default) if photo is None else [str(default), str(photo)])
 
 
 def test_info_prints_tensors_and_quantization(tiny_tflite):

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -15,16 +16,23 @@ def run(*args):
     return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
 
 
-def test_readme_predict_on_the_sample_images_uses_the_default_model():
-    done = run("predict", "imgs/real", "--json")
+def test_readme_predict_on_the_sample_images_uses_the_default_pair():
+    """The README's quick start: every real sample REAL, imgs/fake/5.jpg FAKE, each result naming its model."""
+    done = run("predict", "imgs/fake", "imgs/real", "--json")
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
-    default = json.loads((REPO / "models" / "default.json").read_text())["model"]
-    assert doc["model"].endswith(default)
-    assert len(doc["results"]) == len(list((REPO / "imgs" / "real").glob("*.jpg"))) >= 5
+    manifest = json.loads((REPO / "models" / "default.json").read_text())
+    assert [Path(m).name for m in doc["model"]] == [manifest["model"], manifest["photo_model"]]
+    samples = sorted(p for p in (REPO / "imgs").rglob("*") if p.suffix in (".jpg", ".webp"))
+    assert len(doc["results"]) == len(samples) >= 10
+    by_name = {}
     for r in doc["results"]:
         assert r["error"] is None and r["label"] in ("REAL", "FAKE") and 0.0 <= r["p_fake"] <= 1.0
-        assert r["label"] == ("FAKE" if r["p_fake"] >= doc["threshold"] else "REAL")
+        assert r["label"] == ("FAKE" if r["p_fake"] >= r["threshold"] else "REAL")
+        assert r["model"] == doc["models"][r["model"]]["path"].rsplit("/", 1)[1] and r["warning"] is None
+        by_name[r["path"]] = r
+    assert all(r["label"] == "REAL" for p, r in by_name.items() if p.startswith("imgs/real/"))
+    assert by_name["imgs/fake/5.jpg"]["label"] == "FAKE"
 
 
 def test_readme_info_describes_every_shipped_model():
@@ -32,7 +40,8 @@ def test_readme_info_describes_every_shipped_model():
         done = run("info", str(model), "--json")
         assert done.returncode == 0, done.stderr
         doc = json.loads(done.stdout)
-        assert doc["input"]["shape"][1:] == [32, 32, 3]
+        crops = doc["metadata"]["preprocessing"].get("mode") == "crops"
+        assert doc["input"]["shape"][1:] == ([96, 96, 3] if crops else [32, 32, 3])
         assert doc["metadata"]["precision"] in model.stem  # the file name carries the precision
         assert doc["metadata"]["labels"] == ["REAL", "FAKE"]
 
