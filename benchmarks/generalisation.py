@@ -140,14 +140,16 @@ def per_source(scores: np.ndarray, labels: np.ndarray, sources: np.ndarray, thre
 
     out = {"all held-out": {**_brief(binary_metrics(labels, scores, threshold)), "n": int(len(labels))}}
     for name in dict.fromkeys(sources):
-        m = sources == name
-        label = int(labels[m][0])
-        other = labels != label  # the held-out images of the other class
-        idx = m | other
-        auc = roc_auc(labels[idx], scores[idx]) if other.any() else None
-        out[name] = {"class": ("REAL", "FAKE")[label], "n": int(m.sum()),
-                     "accuracy": float(np.mean((scores[m] >= threshold) == (label == 1))),
-                     "roc_auc_vs_other_class": auc, "median_p_fake": float(np.median(scores[m]))}
+        for label in (0, 1):  # a source may hold both classes (faces): one row per source and class
+            m = (sources == name) & (labels == label)
+            if not m.any():
+                continue
+            idx = m | (labels != label)  # this source's images of the class against every held-out one of the other
+            auc = roc_auc(labels[idx], scores[idx]) if (labels != label).any() else None
+            out[f"{name} {('REAL', 'FAKE')[label]}"] = {
+                "source": name, "class": ("REAL", "FAKE")[label], "n": int(m.sum()),
+                "accuracy": float(np.mean((scores[m] >= threshold) == (label == 1))),
+                "roc_auc_vs_other_class": auc, "median_p_fake": float(np.median(scores[m]))}
     return out
 
 
@@ -198,7 +200,7 @@ def markdown(doc: dict) -> str:
                 if source in ("all held-out", "images_with_warning"):
                     continue
                 auc = "-" if row["roc_auc_vs_other_class"] is None else f"{row['roc_auc_vs_other_class']:.3f}"
-                lines.append(f"| {model} | {source} | {row['class']} | {row['n']} | {row['accuracy']:.3f} | {auc} | "
+                lines.append(f"| {model} | {row['source']} | {row['class']} | {row['n']} | {row['accuracy']:.3f} | {auc} | "
                              f"{row['median_p_fake']:.3f} |")
             a = table["all held-out"]
             lines.append(f"| {model} | **all held-out** | both | {a['n']} | {a['accuracy']:.3f} | {a['roc_auc']:.3f} | |")
