@@ -83,12 +83,6 @@ def input_domain(clf) -> dict:
             "text": f"{size}x{size} input; it {how}; trained on {data_name}"}
 
 
-def model_description_of(clf) -> str:
-    from edgedetect.predict import model_description
-
-    return model_description(clf)
-
-
 class Demo:
     """The model behind the page: explains uploaded bytes, one at a time (the interpreter is not thread-safe)."""
 
@@ -114,9 +108,11 @@ class Demo:
 
     def model_info(self, name: str | None = None) -> dict:
         """The model that decided (``name``), or the page's default description before any upload."""
+        from edgedetect.predict import model_description
+
         clf = self.models.get(name, self.clf)
         meta = clf.metadata
-        return {"model": clf.path.name, "description": model_description_of(clf) if name else self.description,
+        return {"model": clf.path.name, "description": model_description(clf) if name else self.description,
                 "arch": meta.arch, "precision": meta.precision, "threshold": clf.threshold,
                 "domain": input_domain(clf), "method": self.explainer.method_line(), "max_bytes": self.max_bytes,
                 "interpreter": f"{clf.interpreter_package} {clf.interpreter_version}"}
@@ -124,6 +120,7 @@ class Demo:
     def explain(self, data: bytes, name: str) -> tuple[int, dict]:
         """``(HTTP status, JSON document)`` for an uploaded file."""
         from edgedetect.explain_render import decision_line, png_bytes, render_explanation
+        from edgedetect.predict import model_description
 
         if not data:
             return HTTPStatus.BAD_REQUEST, {"error": f"{name}: the file is empty (0 bytes); choose an image file"}
@@ -134,7 +131,7 @@ class Demo:
             problem = str(exc).split(": ", 1)[-1]
             return HTTPStatus.BAD_REQUEST, {"error": f"{name} is not an image this demo can read: {problem}. "
                                                      "Choose a JPEG, PNG, WebP, GIF, BMP or TIFF file."}
-        picture = png_bytes(render_explanation(e, img, model_description_of(self.models[e.model])))
+        picture = png_bytes(render_explanation(e, img, model_description(self.models[e.model])))
         return HTTPStatus.OK, {
             "name": name, "label": e.label, "p_fake": e.p_fake, "threshold": e.threshold, "decision": decision_line(e),
             "model": self.model_info(e.model), "method": e.method, "images_run": e.n_images, "invokes": e.n_invokes,
