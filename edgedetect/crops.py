@@ -15,8 +15,6 @@ from PIL import Image
 
 # Crop offsets are multiples of CROP_ALIGN, so every crop keeps the image's 8x8 JPEG block grid and 2x2 upsampling
 # grid in the same phase (the traces a residual front end looks for), at training and at inference alike.
-# Crop offsets are multiples of CROP_ALIGN, so every crop keeps the image's 8x8 JPEG block grid and 2x2 upsampling
-# grid in the same phase (the traces a residual front end looks for), at training and at inference alike.
 CROP_ALIGN = 8
 DEFAULT_MAX_CROPS = 16
 
@@ -25,8 +23,8 @@ def crop_boxes(width: int, height: int, crop: int, max_crops: int = DEFAULT_MAX_
     """The deterministic crops that cover a ``width`` x ``height`` image: ``(left, top, right, bottom)`` boxes.
 
     A grid of ``ceil(W / crop) x ceil(H / crop)`` crops, spread evenly from edge to edge (neighbours overlap when the
-    side is not a multiple of ``crop``), thinned to at most ``max_crops`` by taking fewer rows and columns in the
-    same proportion. Offsets are rounded down to multiples of :data:`CROP_ALIGN`. A side shorter than ``crop`` gets
+    side is not a multiple of ``crop``), thinned to at most ``max_crops`` by dropping a column or a row at a time from
+    the direction that has more. Offsets are rounded down to multiples of :data:`CROP_ALIGN`. A side shorter than ``crop`` gets
     one crop starting at 0 (the caller pads it; see :func:`native_crops`).
     """
     if crop <= 0 or max_crops <= 0:

@@ -158,7 +158,6 @@ def predict_files(
     paths: Iterable[str],
     threshold: Optional[float] = None,
     progress: Optional[Callable[[int, int], None]] = None,
-    details: bool = False,
 ) -> list[dict]:
     """Classify every image named by ``paths`` (files, folders, globs; see :func:`collect_inputs`).
 
@@ -171,7 +170,6 @@ def predict_files(
         paths: the user's PATH arguments.
         threshold: p_fake at or above which an image is FAKE [default: the deciding model's metadata threshold].
         progress: called as ``progress(done, total)`` after each batch.
-        details: also return each image's crop boxes and per-crop p_fake (``"crops"``), for maps.
 
     Returns:
         One dict per file, in order, then one per argument that yielded nothing: ``{"path", "label": "REAL"|"FAKE"|
@@ -193,10 +191,7 @@ def predict_files(
             p_crops = p_all[start : start + len(arrays)]
             start += len(arrays)
             t = model.threshold if threshold is None else float(threshold)
-            res = _result(str(files[i]), model.combine(p_crops), t, model=model, info=info)
-            if details:
-                res["crops"] = [{"box": list(b), "p_fake": float(p)} for b, p in zip(info["boxes"] or [], p_crops)]
-            results[i] = res
+            results[i] = _result(str(files[i]), model.combine(p_crops), t, model=model, info=info)
 
     for i, path in enumerate(files):
         try:

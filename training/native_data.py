@@ -102,7 +102,7 @@ def _tiles(arr: np.ndarray, rows: int, cols: int) -> list[np.ndarray]:
     return [arr[r * th : (r + 1) * th, c * tw : (c + 1) * tw] for r in range(rows) for c in range(cols)]
 
 
-def load_sources(sources: list[str], progress: bool = True, log=print) -> tuple[NativeSet, list[tuple[str, str]]]:
+def load_sources(sources: list[str], progress: bool = True) -> tuple[NativeSet, list[tuple[str, str]]]:
     """Decode every labelled image of ``sources`` at native resolution.
 
     Returns:
@@ -303,6 +303,6 @@ def fixed_crops(data: NativeSet, crop: int, max_crops: int) -> tuple[np.ndarray,
     return np.concatenate(crops), np.concatenate(owner), np.asarray(data.y)
 
 
-def steps_for(data: NativeSet, batch_size: int, crop: int) -> int:
+def steps_for(data: NativeSet, batch_size: int) -> int:
     """Default steps per epoch: about one crop per image per epoch, and at least 50 steps."""
     return max(50, math.ceil(len(data) / batch_size))

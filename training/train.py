@@ -439,6 +439,16 @@ def train(cfg: TrainConfig | None, resume_dir: str | os.PathLike | None = None, 
     return run_dir
 
 
+def _print_skipped(console, unreadable) -> None:
+    """One inert line per file the data loader could not use (control characters escaped)."""
+    from rich.markup import escape
+
+    from edgedetect.errors import printable
+
+    for path, problem in unreadable:
+        console.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(problem))}", soft_wrap=True)
+
+
 def _resize_data(cfg: TrainConfig, init_seed: int, progress: bool, console, run_dir: Path, resume_dir):
     """The whole-image dataset (resized to ``cfg.img_size``) and its train/val sequences."""
     from edgedetect.data import load_dataset
@@ -447,12 +457,7 @@ def _resize_data(cfg: TrainConfig, init_seed: int, progress: bool, console, run_
     train_split, val_split = dataset.split("train"), dataset.split("val")
     if cfg.limit:
         train_split = train_split.subset(np.random.default_rng(cfg.seed).permutation(len(train_split))[: cfg.limit])
-    from rich.markup import escape
-
-    from edgedetect.errors import printable
-
-    for path, problem in dataset.unreadable:
-        console.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(problem))}", soft_wrap=True)
+    _print_skipped(console, dataset.unreadable)
     console.print(f"data: {dataset.source}  " + "  ".join(f"{n} {len(s)}" for n, s in dataset.splits.items())
                   + ("  (val carved from train)" if dataset.val_carved else ""))
 
@@ -489,12 +494,11 @@ class _NativeData:
 
         sources = [cfg.data] if isinstance(cfg.data, str) else list(cfg.data)
         data, self.unreadable = load_sources(sources, progress=progress)
-        for path, problem in self.unreadable:
-            console.print(f"[yellow]skipped[/] {path}: {problem}")
+        _print_skipped(console, self.unreadable)
         self.train, self.val = carve_val(data, cfg.val_fraction, cfg.seed)
         self.source = ", ".join(sources)
         self.augment = Augment(jpeg=cfg.jpeg_prob) if cfg.augment else NO_AUGMENT
-        steps = cfg.steps_per_epoch or steps_for(self.train, cfg.batch_size, cfg.img_size)
+        steps = cfg.steps_per_epoch or steps_for(self.train, cfg.batch_size)
         self.train_seq = crop_sequence_class()(self.train, cfg.img_size, cfg.batch_size, steps, init_seed, self.augment,
                                                cfg.synth_fakes)
         vx, owner, vy = fixed_crops(self.val, cfg.img_size, 1)  # one centre crop per image, for checkpoint selection
@@ -508,8 +512,8 @@ class _NativeData:
                 "counts": {"train": self.train.counts(), "val": self.val.counts()}, "image_sizes": self.sizes,
                 "val": "carved from train per source and class, by file", "unreadable": len(self.unreadable),
                 "augmentation": self.augment.describe(), "sampling": "class-balanced; sources by sqrt(count)",
-                "synthetic_fakes": (f"{cfg_share:.0%} of FAKE samples: a REAL crop upsampled 2x and smoothed"
-                                    if (cfg_share := self.train_seq.synth_fakes) else "none")}
+                "synthetic_fakes": (f"{self.train_seq.synth_fakes:.0%} of FAKE samples: a REAL crop upsampled 2x and "
+                                    "smoothed" if self.train_seq.synth_fakes else "none")}
 
     def final_metrics(self, model, cfg: TrainConfig) -> dict:
         """Val figures per image with the runtime's crops, for every combine rule; the best rule on val AUC wins."""
