@@ -265,13 +265,6 @@ def load_image_set(data: str | os.PathLike, limit: int | None = None) -> ImageSe
 # ---------------------------------------------------------------------------------------- the worker pool
 
 
-def _problem(item, e: ImageError) -> str:
-    """The problem of an ImageError without the file name it starts with (the caller reports the file)."""
-    msg = str(e)
-    prefix = "<bytes>: " if isinstance(item, (bytes, bytearray)) else f"{item}: "
-    return msg[len(prefix):] if msg.startswith(prefix) else msg
-
-
 def _classify_chunk(clf: Classifier | None, items: list, perturbation: Perturbation | None,
                     batch: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """p_fake per item (NaN where it failed) and ``(position, problem)`` per failure; fills ``batch`` in place.
@@ -288,7 +281,7 @@ def _classify_chunk(clf: Classifier | None, items: list, perturbation: Perturbat
                 img = open_image(item)
                 arrays, _ = clf.inputs_for(perturbation.apply(img) if perturbation is not None else img)
             except ImageError as e:
-                errors.append((j, _problem(item, e)))
+                errors.append((j, e.problem))
                 continue
             out[j] = clf.combine(clf.predict(arrays))
         return out, errors
@@ -296,7 +289,7 @@ def _classify_chunk(clf: Classifier | None, items: list, perturbation: Perturbat
         try:
             batch[len(filled)] = load_perturbed(item, size, perturbation)
         except ImageError as e:
-            errors.append((j, _problem(item, e)))
+            errors.append((j, e.problem))
             continue
         filled.append(j)
         if len(filled) == n_batch:

@@ -128,7 +128,7 @@ class Scan:
             try:
                 data, problem = read_file(f.path), None
             except ImageError as e:
-                data, problem = None, _strip(str(e), f"{f.path}: ")
+                data, problem = None, e.problem
             self.position += f.size
             self.files += 1
             yield f.relpath, data, problem
@@ -187,10 +187,6 @@ class Scan:
 def _first_line(e: BaseException) -> str:
     lines = str(e).strip().splitlines()
     return lines[0].rstrip(":") if lines else type(e).__name__
-
-
-def _strip(message: str, prefix: str) -> str:
-    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def sniff_archive(path: Path) -> str | None:
@@ -551,7 +547,7 @@ def _decode_all(path: Path, img_size: int, progress: bool, budget: int, listing=
                 try:
                     img = load_image(data, img_size)
                 except ImageError as e:
-                    problem = str(e).replace("<bytes>: ", "", 1)
+                    problem = e.problem
             if problem is not None:
                 unreadable.append((relpath, problem))
                 continue

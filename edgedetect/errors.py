@@ -10,7 +10,17 @@ class EdgeDetectError(Exception):
 
 
 class ImageError(EdgeDetectError):
-    """An input file that cannot be turned into an image (missing, not an image, truncated, too large)."""
+    """An input file that cannot be turned into an image (missing, not an image, truncated, too large).
+
+    Attributes:
+        path: the file as the user named it (``"<bytes>"`` for data with no name, ``None`` when unknown).
+        problem: what is wrong with it, without the file name, for reports that name the file themselves.
+    """
+
+    def __init__(self, path, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(problem if self.path is None else f"{self.path}: {problem}")
 
 
 class WriteError(EdgeDetectError, OSError):

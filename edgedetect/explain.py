@@ -362,7 +362,7 @@ def explain_files(explainer, paths: Iterable[str], out_dir: Union[str, os.PathLi
         EdgeDetectError: the output folder cannot be written, or a picture exists (without ``force``).
     """
     from edgedetect.files import atomic_write_bytes
-    from edgedetect.predict import _problem, collect_inputs
+    from edgedetect.predict import collect_inputs
 
     files, problems = collect_inputs(paths)
     targets: list[Optional[Path]] = [None] * len(files)
@@ -388,7 +388,7 @@ def explain_files(explainer, paths: Iterable[str], out_dir: Union[str, os.PathLi
         try:
             e, img = explainer.explain(path)
         except ImageError as exc:  # this file; a problem with the model stops the run
-            results.append({"path": str(path), "label": None, "p_fake": None, "error": _problem(exc, path),
+            results.append({"path": str(path), "label": None, "p_fake": None, "error": exc.problem,
                             "png": None})
             continue
         doc = e.to_dict()

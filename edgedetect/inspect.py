@@ -36,7 +36,7 @@ def _header(data: bytes) -> tuple[int, int, str, str, int | None]:
                 quality = jpeg_quality(getattr(img, "quantization", None)) if img.format == "JPEG" else None
                 return img.width, img.height, img.mode, img.format or "?", quality
         except Image.UnidentifiedImageError:  # its message names a BytesIO object, not the file
-            raise ImageError(unidentified(data)) from None
+            raise ImageError(None, unidentified(data)) from None
 
 
 # The IJG (libjpeg) luminance table at quality 50; every encoder that takes a "quality" scales it.
@@ -114,7 +114,7 @@ def inspect_dataset(paths: str | Path | Sequence[str | Path], progress: bool = T
                     try:
                         w, h, mode, fmt, quality = _header(data)
                     except ImageError as e:
-                        problem = str(e)
+                        problem = e.problem
                     except Exception as e:  # Pillow raises many kinds of errors on malformed headers
                         problem = f"cannot open image ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})"
                 if problem is not None:

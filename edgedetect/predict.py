@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Optional
 import numpy as np
 
 from edgedetect import LABELS
-from edgedetect.errors import EdgeDetectError
+from edgedetect.errors import EdgeDetectError, ImageError
 from edgedetect.listing import IMAGE_SUFFIXES, glob_images, list_images
 from edgedetect.preprocess import open_image
 from edgedetect.runtime import Classifier
@@ -113,6 +113,7 @@ def collect_inputs(paths: Iterable[str]) -> tuple[list[Path], list[tuple[str, st
 
 
 def _problem(exc: EdgeDetectError, path: Path) -> str:
+    """A folder's listing error without the folder's name (the report names it)."""
     msg = str(exc)
     prefix = f"{path}: "
     return msg[len(prefix):] if msg.startswith(prefix) else msg
@@ -198,8 +199,8 @@ def predict_files(
             img = open_image(path)
             model = classifier.pick(*img.size)
             arrays, info = model.inputs_for(img)
-        except EdgeDetectError as e:
-            results[i] = _result(str(path), None, 0.5 if threshold is None else float(threshold), _problem(e, path))
+        except ImageError as e:
+            results[i] = _result(str(path), None, 0.5 if threshold is None else float(threshold), e.problem)
             continue
         pending.setdefault(model, []).append((i, arrays, info))
         counts[model] = counts.get(model, 0) + len(arrays)

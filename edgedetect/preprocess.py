@@ -74,7 +74,7 @@ def _read_regular_file(path: str | os.PathLike) -> bytes | None:
             return None
         size = info.st_size
         if size > MAX_IMAGE_BYTES:  # checked before reading: a sparse 30 GB file would fill memory
-            raise ImageError(f"{path}: {too_large(size)}")
+            raise ImageError(path, too_large(size))
         data = os.read(fd, size + 1)  # one byte more: a file that grew since fstat is read to its end below
         if len(data) == size:
             return data
@@ -83,7 +83,7 @@ def _read_regular_file(path: str | os.PathLike) -> bytes | None:
             parts.append(chunk)
             size += len(chunk)
             if size > MAX_IMAGE_BYTES:
-                raise ImageError(f"{path}: {too_large(size)}")
+                raise ImageError(path, too_large(size))
         return b"".join(parts)
     except OSError:
         return None
@@ -108,9 +108,9 @@ def _read_bytes(source: Source) -> bytes:
         mode = path.stat().st_mode
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             # A pipe would block the read forever and a device (/dev/zero) never end it.
-            raise ImageError(f"{path}: not a regular file (a pipe, socket or device); pass image files")
+            raise ImageError(path, "not a regular file (a pipe, socket or device); pass image files")
         if path.stat().st_size > MAX_IMAGE_BYTES:
-            raise ImageError(f"{path}: {too_large(path.stat().st_size)}")
+            raise ImageError(path, too_large(path.stat().st_size))
         return path.read_bytes()
     except FileNotFoundError:
         problem = "broken symlink" if path.is_symlink() else "file not found"
@@ -120,7 +120,7 @@ def _read_bytes(source: Source) -> bytes:
         problem = "permission denied"
     except OSError as e:
         problem = f"cannot read file ({e.strerror or e})"
-    raise ImageError(f"{path}: {problem}")
+    raise ImageError(path, problem)
 
 
 def read_file(path: str | os.PathLike) -> bytes:
@@ -257,7 +257,7 @@ def open_image(source: Source) -> Image.Image:
     """
     data = _read_bytes(source)
     if not data:
-        raise ImageError(f"{_name(source)}: empty file (0 bytes)")
+        raise ImageError(_name(source), "empty file (0 bytes)")
     fast = _decode_plain_jpeg(data)
     if fast is not None:
         return fast
@@ -273,14 +273,14 @@ def open_image(source: Source) -> Image.Image:
                 img = ImageOps.exif_transpose(img)
             return _to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{_name(source)}: image too large, refused as a possible decompression bomb ({e})") from None
+        raise ImageError(_name(source), f"image too large, refused as a possible decompression bomb ({e})") from None
     except Image.UnidentifiedImageError:
-        raise ImageError(f"{_name(source)}: {unidentified(data)}") from None
+        raise ImageError(_name(source), unidentified(data)) from None
     except Exception as e:  # Pillow's decoders raise many kinds of errors on malformed data.
         detail = str(e) or type(e).__name__
         if "truncated" in detail.lower():
             detail = "truncated image data"
-        raise ImageError(f"{_name(source)}: cannot decode image ({detail})") from None
+        raise ImageError(_name(source), f"cannot decode image ({detail})") from None
 
 
 def to_array(img: Image.Image, size: int) -> np.ndarray:

@@ -128,7 +128,7 @@ class Demo:
             with self._lock:
                 e, img = self.explainer.explain(data, name=name)
         except ImageError as exc:
-            problem = str(exc).split(": ", 1)[-1]
+            problem = exc.problem
             return HTTPStatus.BAD_REQUEST, {"error": f"{name} is not an image this demo can read: {problem}. "
                                                      "Choose a JPEG, PNG, WebP, GIF, BMP or TIFF file."}
         picture = png_bytes(render_explanation(e, img, model_description(self.models[e.model])))

@@ -42,13 +42,16 @@ class ModelSpec:
     imagenet: bool = True
 
 
-def _mobilenet_v3(variant: str) -> Callable:
+def _mobilenet_v3(variant: str, minimalistic: bool = False) -> Callable:
+    # minimalistic=True: Keras' variant without squeeze-excite, hard-swish or 5x5 kernels, designed for quantized
+    # inference (Howard et al. 2019, section 6.1).
     def build(x, img_size, weights):
         app = keras.applications.MobileNetV3Small if variant == "small" else keras.applications.MobileNetV3Large
         net = app(
             input_shape=(img_size, img_size, 3),
             include_top=False,
             weights=weights,
+            minimalistic=minimalistic,
             include_preprocessing=True,  # Rescaling(1/127.5, offset=-1) inside: takes 0-255
         )
         for layer in net.layers:
@@ -111,6 +114,10 @@ REGISTRY: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec("mobilenet_v3_small", 32, "Rescaling(1/127.5, offset=-1) inside the Keras application", _mobilenet_v3("small")),
         ModelSpec("mobilenet_v3_large", 32, "Rescaling(1/127.5, offset=-1) inside the Keras application", _mobilenet_v3("large")),
+        ModelSpec("mobilenet_v3_small_min", 32, "Rescaling(1/127.5, offset=-1) inside the Keras application",
+                  _mobilenet_v3("small", minimalistic=True)),
+        ModelSpec("mobilenet_v3_large_min", 32, "Rescaling(1/127.5, offset=-1) inside the Keras application",
+                  _mobilenet_v3("large", minimalistic=True)),
         ModelSpec("resnet50", 32, "caffe: RGB->BGR and ImageNet mean subtraction (frozen 1x1 conv)", _resnet50),
         ModelSpec("cnn", 32, "Rescaling(1/255)", _cnn((16, 32, 64)), imagenet=False),
         ModelSpec("cnn_wide", 32, "Rescaling(1/255)", _cnn((24, 48, 96)), imagenet=False),
