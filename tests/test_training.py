@@ -40,7 +40,8 @@ def _manual_features(name: str, model: "keras.Model", x: np.ndarray) -> np.ndarr
         backbone = model.layers[1]
         app = {"MobileNetV3Small": keras.applications.MobileNetV3Small,
                "MobileNetV3Large": keras.applications.MobileNetV3Large}[backbone.name]
-        bare = app(input_shape=(SIZE, SIZE, 3), include_top=False, weights=None, include_preprocessing=False)
+        bare = app(input_shape=(SIZE, SIZE, 3), include_top=False, weights=None, include_preprocessing=False,
+                   minimalistic=name.endswith("_min"))
         bare.set_weights(backbone.get_weights())
         y = bare(x / 127.5 - 1.0, training=False)
     elif documented.startswith("caffe"):

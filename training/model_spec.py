@@ -114,15 +114,15 @@ REGISTRY: dict[str, ModelSpec] = {
     for spec in (
         ModelSpec("mobilenet_v3_small", 32, "Rescaling(1/127.5, offset=-1) inside the Keras application", _mobilenet_v3("small")),
         ModelSpec("mobilenet_v3_large", 32, "Rescaling(1/127.5, offset=-1) inside the Keras application", _mobilenet_v3("large")),
-        ModelSpec("mobilenet_v3_small_min", 32, "Rescaling(1/127.5, offset=-1) inside the Keras application",
-                  _mobilenet_v3("small", minimalistic=True)),
-        ModelSpec("mobilenet_v3_large_min", 32, "Rescaling(1/127.5, offset=-1) inside the Keras application",
-                  _mobilenet_v3("large", minimalistic=True)),
         ModelSpec("resnet50", 32, "caffe: RGB->BGR and ImageNet mean subtraction (frozen 1x1 conv)", _resnet50),
         ModelSpec("cnn", 32, "Rescaling(1/255)", _cnn((16, 32, 64)), imagenet=False),
         ModelSpec("cnn_wide", 32, "Rescaling(1/255)", _cnn((24, 48, 96)), imagenet=False),
         ModelSpec("photo_cnn", 96, "Rescaling(1/32) of the front end's output", _photo_trunk((32, 64, 128)),
                   imagenet=False),
+        ModelSpec("mobilenet_v3_small_min", 32, "Rescaling(1/127.5, offset=-1) inside the Keras application",
+                  _mobilenet_v3("small", minimalistic=True)),
+        ModelSpec("mobilenet_v3_large_min", 32, "Rescaling(1/127.5, offset=-1) inside the Keras application",
+                  _mobilenet_v3("large", minimalistic=True)),
     )
 }
 
