@@ -33,7 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.run import Run  # noqa: E402
+from training.run import METRICS, Run  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 GRIDS = {"sd15": (2, 2)}
@@ -96,7 +96,7 @@ def run(cmd: list[str]) -> None:
 
 def ensure_run(name: str, spec: dict, runs: Path) -> Path:
     run_dir = runs / f"photo-{name}-{'_'.join(spec['train'])}"
-    if not (run_dir / "metrics.json").is_file():
+    if not (run_dir / METRICS).is_file():
         cmd = [sys.executable, "-m", "edgedetect", "train", *TRAIN_SETTINGS, *spec.get("extra", []), "--out", str(run_dir)]
         for s in spec["train"]:
             cmd += ["--data", source_arg(s)]

@@ -9,7 +9,6 @@ it is drawn in. No numpy or TensorFlow here: the runtime reads this table too.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 from edgedetect.errors import EdgeDetectError
@@ -73,14 +72,6 @@ def split_stem(stem: str) -> tuple[str, Optional[Precision]]:
         if stem.endswith(p.suffix):
             return stem[: -len(p.suffix)], p
     return stem, None
-
-
-def reference_path(model: Path, precision: Precision) -> Optional[Path]:
-    """Where the reference sibling of ``model`` (a ``precision`` file) is named to be, or None when it is its own."""
-    if precision.reference is None:
-        return None
-    base, _ = split_stem(model.stem)
-    return model.with_name(BY_NAME[precision.reference].file_name(base))
 
 
 def color_of(name: str) -> str:

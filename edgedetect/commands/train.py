@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -76,9 +75,10 @@ def ensemble(
 ) -> None:
     """Average several trained models' p_fake in one graph; convert it like a training run."""
     from training.ensemble import make_ensemble
+    from training.run import Run
 
     out_dir = make_ensemble([str(r) for r in runs], str(out), force=force)
-    metrics = json.loads((out_dir / "metrics.json").read_text())
+    metrics = Run.open(out_dir).metrics
     val = metrics["val"]
     typer.echo(f"wrote {out_dir / 'best.keras'}: val accuracy {val['accuracy']:.4f}  F1 {val['f1']:.4f}  "
                f"AUC {val['roc_auc']:.4f} (threshold {metrics['threshold']:.3f}, {metrics['threshold_method']})")
