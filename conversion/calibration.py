@@ -12,6 +12,7 @@ import numpy as np
 
 from edgedetect import LABELS
 from edgedetect.errors import EdgeDetectError, ImageError
+from training.run import Run
 
 DEFAULT_NUM_CALIB = 300
 MIN_SENSIBLE_CALIB = 100  # fewer images give activation ranges that clip unseen inputs
@@ -131,7 +132,7 @@ def load_crop_calibration(sources: list, crop: int, n: int, max_crops: int, seed
     return calib
 
 
-def calibration_source(calib: Optional[str], run, int8: bool) -> tuple[Optional[Path], Optional[str]]:
+def calibration_source(calib: Optional[str], run: Optional[Run], int8: bool) -> tuple[Optional[Path], Optional[str]]:
     """``(path, where it came from)`` of the calibration/check images: ``calib``, else the run's training data.
 
     Raises:

@@ -56,7 +56,7 @@ class ConversionConfig:
         debug: run the quantization debugger and write the per-layer error table (int8).
         keep_float: op names (``HARD_SWISH``) or layer names left in float in the int8 file; ``()`` for full
             integer; None (default) keeps HARD_SWISH float when the model has it and the I/O is float (see
-            :data:`AUTO_KEEP_FLOAT`).
+            :data:`conversion.recipes.AUTO_KEEP_FLOAT`).
         force: overwrite existing outputs.
         check: compare every output with the source model on the calibration images.
     """

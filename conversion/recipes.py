@@ -10,12 +10,16 @@ import sys
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from edgedetect.errors import EdgeDetectError
+from conversion.calibration import CalibrationSet
 from conversion.source import Log, Source
+
+if TYPE_CHECKING:
+    from conversion.convert import ConversionConfig
 
 # XNNPACK has no int8 HARD_SWISH: a full-integer MobileNetV3 falls apart into ~20 delegate parts and runs slower
 # than its fp32 (measured in benchmarks/conversion.md); with HARD_SWISH in float it is one part and the fastest.
@@ -106,7 +110,7 @@ def convert_float(src: Source, precision: str) -> bytes:
     return run_converter(converter.convert, src.path)
 
 
-def _int8_converter(src: Source, calib, io: str):
+def _int8_converter(src: Source, calib: CalibrationSet, io: str):
     import tensorflow as tf
 
     converter = src.make_converter()
@@ -118,7 +122,8 @@ def _int8_converter(src: Source, calib, io: str):
     return converter
 
 
-def convert_int8(src: Source, calib, config, keep_float: tuple[str, ...]) -> tuple[bytes, list, dict]:
+def convert_int8(src: Source, calib: CalibrationSet, config: ConversionConfig,
+                 keep_float: tuple[str, ...]) -> tuple[bytes, list, dict]:
     """The full-integer recipe, calibrated on ``calib.x``: ``(model, debugger rows, ops/nodes kept in float)``."""
     import tensorflow as tf
 
@@ -140,7 +145,7 @@ def convert_int8(src: Source, calib, config, keep_float: tuple[str, ...]) -> tup
     return result["value"]
 
 
-def keep_float_ops(config, fp32_model: bytes, log: Log) -> tuple[str, ...]:
+def keep_float_ops(config: ConversionConfig, fp32_model: bytes, log: Log) -> tuple[str, ...]:
     """What the int8 file keeps in float: ``config.keep_float``, else :data:`AUTO_KEEP_FLOAT` ops the model has."""
     if config.keep_float is not None:
         return tuple(config.keep_float)

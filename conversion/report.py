@@ -8,6 +8,8 @@ from typing import Optional
 
 import numpy as np
 
+from conversion.calibration import CalibrationSet
+
 
 @dataclass
 class OutputReport:
@@ -51,7 +53,7 @@ class ConversionReport:
         return [o.path for o in self.outputs]
 
 
-def check_agreement(out: OutputReport, ref: np.ndarray, calib, threshold: float) -> None:
+def check_agreement(out: OutputReport, ref: np.ndarray, calib: CalibrationSet, threshold: float) -> None:
     """Run ``out.path`` with the interpreter-only runtime on ``calib.x`` and record how far it is from ``ref`` (the
     source model's p_fake): max and mean |Δp|, label flips at ``threshold``, accuracy when ``calib`` is labelled."""
     from edgedetect.runtime import Classifier

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgedetect.errors import EdgeDetectError
 from edgedetect.files import atomic_write_bytes
+
+if TYPE_CHECKING:
+    from training.train import TrainConfig
 
 # With a teacher the target of each training image is the average of its label and the teacher's p_fake, kept off
 # exactly 0.5 by clipping p_fake, so the label is the target thresholded at 0.5 (what the label metrics score).
@@ -23,7 +27,7 @@ def distillation_targets(y: np.ndarray, p_teacher: np.ndarray) -> np.ndarray:
     return ((1 - TEACHER_WEIGHT) * y + TEACHER_WEIGHT * p).astype("float32")
 
 
-def teacher_predictions(teacher: str, x: np.ndarray, cfg, console) -> np.ndarray:
+def teacher_predictions(teacher: str, x: np.ndarray, cfg: TrainConfig, console) -> np.ndarray:
     """The teacher's p_fake on the uint8 images ``x`` (a .keras or .tflite teacher, at the run's input size)."""
     from training.keras_model import open_scorer
 
@@ -53,7 +57,7 @@ def print_skipped(console, unreadable) -> None:
         console.print(f"[yellow]skipped[/] {escape(printable(path))}: {escape(printable(problem))}", soft_wrap=True)
 
 
-def resize_data(cfg, init_seed: int, progress: bool, console, run_dir: Path, resuming: bool):
+def resize_data(cfg: TrainConfig, init_seed: int, progress: bool, console, run_dir: Path, resuming: bool):
     """The whole-image dataset (resized to ``cfg.img_size``) and its train/val sequences."""
     from edgedetect.data import load_dataset
     from training.loop import ArraySequence
@@ -92,7 +96,7 @@ def resize_data(cfg, init_seed: int, progress: bool, console, run_dir: Path, res
 class NativeData:
     """Native-resolution sources (``preprocess="crops"``): random crops to train on, the runtime's crops to score."""
 
-    def __init__(self, cfg, init_seed: int, progress: bool, console):
+    def __init__(self, cfg: TrainConfig, init_seed: int, progress: bool, console):
         from training.loop import ArraySequence, CropSequence
         from training.native_data import Augment, NO_AUGMENT, carve_val, fixed_crops, load_sources, steps_for
 

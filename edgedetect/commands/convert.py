@@ -42,7 +42,7 @@ def convert(
     from conversion.convert import convert as run_conversion
 
     err = Console(stderr=True, soft_wrap=True, highlight=False)
-    names = None  # automatic (see conversion.convert.AUTO_KEEP_FLOAT)
+    names = None  # automatic (see conversion.recipes.AUTO_KEEP_FLOAT)
     if keep_float:
         names = tuple(n.strip() for item in keep_float for n in item.split(",") if n.strip())
         if [n.lower() for n in names] == ["none"]:
