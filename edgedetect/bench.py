@@ -979,7 +979,7 @@ def plot_bench(doc: dict, path: str | os.PathLike) -> None:
     y = np.array([100 * r["accuracy"] if with_acc else r["size_bytes"] / 1e6 for r in rows])
     size_mb = np.array([r["size_bytes"] / 1e6 for r in rows])
     area = 80 + 1200 * size_mb / max(size_mb.max(), 1e-9)
-    from edgedetect.precision import color_of
+    from edgedetect.precision import TABLE, color_of
 
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     for r, xi, yi, a in zip(rows, x, y, area):
@@ -1000,7 +1000,7 @@ def plot_bench(doc: dict, path: str | os.PathLike) -> None:
     ax.set_xlabel("latency, batch 1 (ms per image, median)")
     ax.set_ylabel("accuracy (%)" if with_acc else "size (MB)")
     handles = [plt.scatter([], [], color=c, alpha=0.55, edgecolor="black", lw=0.6, label=k)
-               for k, c in colors.items() if any(r["precision"] == k for r in rows)]
+               for k, c in ((p.name, p.color) for p in TABLE) if any(r["precision"] == k for r in rows)]
     legend = None
     if handles:
         legend = ax.legend(handles=handles, title="precision (bubble area ~ size)", fontsize=8, title_fontsize=8,
