@@ -28,7 +28,7 @@ from typing import Optional
 from edgedetect.errors import EdgeDetectError
 from edgedetect.files import atomic_write_bytes, check_writable
 from edgedetect.metadata import sidecar_path, write_metadata
-from edgedetect.precision import BY_NAME, IO_TYPES, PRECISIONS
+from edgedetect.precision import BY_NAME, IO_TYPES, PRECISIONS, REFERENCE
 from conversion.calibration import (CALIB_SEED, DEFAULT_NUM_CALIB, MIN_SENSIBLE_CALIB, calibration_source,
                                     load_calibration, load_crop_calibration)
 from conversion.model_metadata import build_metadata, model_arch
@@ -202,14 +202,14 @@ def convert(model_path: Optional[str | os.PathLike], config: ConversionConfig, l
     debug_rows, kept = [], {"ops": [], "nodes": []}
     keep_float: tuple[str, ...] = ()
     for precision in PRECISIONS:  # fp32 always (and first): the reference size, and its ops decide AUTO_KEEP_FLOAT
-        if precision not in targets and precision != "fp32":
+        if precision not in targets and precision != REFERENCE:
             continue
         if BY_NAME[precision].needs_calibration:
-            keep_float = keep_float_ops(config, blobs["fp32"], log)
+            keep_float = keep_float_ops(config, blobs[REFERENCE], log)
             blobs[precision], debug_rows, kept = convert_int8(src, calib, config, keep_float)
         else:
             blobs[precision] = convert_float(src, precision)
-    fp32_size = len(blobs["fp32"])
+    fp32_size = len(blobs[REFERENCE])
 
     # Everything is verified before anything is written: a failure leaves no partial set of files.
     from conversion.debug import delegate_partitions, float_compute_ops, io_dtypes
@@ -217,7 +217,7 @@ def convert(model_path: Optional[str | os.PathLike], config: ConversionConfig, l
     planned = []
     for precision, target in targets.items():
         data, io, float_ops, meta_calib = blobs[precision], "float", {}, None
-        if precision == "int8":
+        if BY_NAME[precision].needs_calibration:  # the full-integer file: its I/O type and what stayed in float
             io = config.io
             want = ("float32", "float32") if io == "float" else (io, io)
             if io_dtypes(data) != want:  # a bug, not a user mistake: the file would not be what it says

@@ -48,7 +48,7 @@ TABLE = (
 )
 BY_NAME = {p.name: p for p in TABLE}
 PRECISIONS = tuple(BY_NAME)  # in conversion order: fp32 first, the reference size and the ops int8 inspects
-REFERENCE = "fp32"  # what a model of unknown precision is compared with
+REFERENCE = "fp32"  # the float reference: converted first (the size and ops others are measured by); drift is against it
 # Input/output tensor types of an int8 file (float keeps float I/O around the integer graph).
 IO_TYPES = ("float", "int8", "uint8")
 UNKNOWN_COLOR = "#616161"
