@@ -33,6 +33,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from training.run import METRICS, Run  # noqa: E402
+
 DATA = REPO.parent / "shared" / "data"
 GRIDS = {"sd15": (2, 2)}
 TRAIN_SETTINGS = ["--arch", "photo_cnn", "--preprocess", "crops", "--front", "npr", "--img-size", "96",
@@ -94,7 +96,7 @@ def run(cmd: list[str]) -> None:
 
 def ensure_run(name: str, spec: dict, runs: Path) -> Path:
     run_dir = runs / f"photo-{name}-{'_'.join(spec['train'])}"
-    if not (run_dir / "metrics.json").is_file():
+    if not (run_dir / METRICS).is_file():
         cmd = [sys.executable, "-m", "edgedetect", "train", *TRAIN_SETTINGS, *spec.get("extra", []), "--out", str(run_dir)]
         for s in spec["train"]:
             cmd += ["--data", source_arg(s)]
@@ -108,15 +110,15 @@ def ensure_run(name: str, spec: dict, runs: Path) -> Path:
 
 
 def keras_scores(run_dir: Path, files: list[str]) -> np.ndarray:
-    import keras
-
     from edgedetect.crops import combine, native_crops
     from edgedetect.preprocess import open_image
-    from training.train import predict_keras
+    from training.keras_model import input_size, load_keras, predict_keras
+    from training.run import Run
 
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    model = keras.saving.load_model(run_dir / "best.keras", safe_mode=True)
-    size = int(model.input_shape[1])
+    run = Run.open(run_dir, need_model=True)
+    metrics = run.metrics
+    model = load_keras(run.best_model)
+    size = input_size(model)
     out = []
     for path in files:
         crops, _, _ = native_crops(open_image(path), size, int(metrics["max_crops"]))
@@ -166,7 +168,7 @@ def protocol(name: str, spec: dict, runs: Path, work: Path) -> dict:
             labels.append(label)
             sources.append(s)
     labels, sources = np.array(labels), np.array(sources)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = Run.open(run_dir).metrics
     results = {"train_sources": spec["train"], "test_sources": spec["test"], "run": str(run_dir),
                "note": spec.get("note", ""), "train_options": TRAIN_SETTINGS + spec.get("extra", []),
                "threshold": metrics["threshold"], "combine": metrics["combine"], "max_crops": metrics["max_crops"],

@@ -20,20 +20,22 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from edgedetect.evaluate import EvalConfig, evaluate  # noqa: E402
+from training.keras_model import KerasScorer  # noqa: E402
+from training.run import Run  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_TEST = HERE.parent.parent / "shared" / "data" / "cifake-test.tar.gz"
 
 
 def run_row(run_dir: Path, test_data: Path) -> dict:
-    config = json.loads((run_dir / "config.json").read_text())
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    cfg = config["config"]
-    test = evaluate(EvalConfig(model=str(run_dir / "best.keras"), data=str(test_data), split="test")).report
-    command = config.get("command") or []
+    run = Run.open(run_dir, need_model=True)
+    metrics, cfg = run.metrics, run.settings
+    test = evaluate(EvalConfig(model=str(run.best_model), data=str(test_data), split="test"),
+                    scorer=KerasScorer(run.best_model)).report
+    command = run.config.get("command") or []
     return {
         "run": run_dir.name,
-        "arch": cfg["arch"],
+        "arch": f"{run.arch}({'+'.join(run.member_archs)})" if run.member_archs else run.arch,  # ensemble(cnn+cnn)
         "img_size": cfg["img_size"],
         # an ensemble (edgedetect ensemble) has no epochs of its own: its members' rows have them
         "epochs": f"{metrics['best_epoch']}/{metrics['epochs_run']} of {cfg['epochs']}" if "best_epoch" in metrics else "-",

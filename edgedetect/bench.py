@@ -63,7 +63,6 @@ from edgedetect.model_check import check_threads
 from edgedetect.preprocess import RESAMPLE, open_image, to_array
 from edgedetect.runtime import DEFAULT_BATCH, Classifier
 
-PRECISION_SUFFIXES = ("_fp32", "_fp16", "_dynamic", "_int8")
 CONTRACT_KEYS = ("model", "precision", "size_bytes", "latency_ms_p50", "latency_ms_p90", "throughput_ips",
                  "accuracy", "precision_fake", "recall_fake", "f1", "roc_auc", "delta_accuracy", "agreement",
                  "max_abs_dp")
@@ -152,7 +151,10 @@ def _precision(model: Path) -> str:
     meta = read_metadata(model)
     if meta is not None and meta.precision != "unknown":
         return meta.precision
-    return next((s[1:] for s in PRECISION_SUFFIXES if model.stem.endswith(s)), "unknown")
+    from edgedetect.precision import split_stem
+
+    row = split_stem(model.stem)[1]
+    return row.name if row is not None else "unknown"
 
 
 def family_reference(model: str | os.PathLike) -> Path | None:
@@ -161,16 +163,19 @@ def family_reference(model: str | os.PathLike) -> Path | None:
     ``x_int8.tflite`` -> ``x_fp32.tflite`` (or ``x.tflite`` when its metadata says fp32); an fp32 model is its
     own reference.
     """
+    from edgedetect.precision import BY_NAME, REFERENCE, split_stem
+
     model = Path(model)
-    if _precision(model) == "fp32":
+    row = BY_NAME.get(_precision(model))
+    if row is not None and row.reference is None:
         return model
-    stem = model.stem
-    base = next((stem[: -len(s)] for s in PRECISION_SUFFIXES if stem.endswith(s)), stem)
-    candidate = model.with_name(f"{base}_fp32.tflite")
+    reference = BY_NAME[row.reference if row is not None else REFERENCE]
+    base = split_stem(model.stem)[0]
+    candidate = model.with_name(reference.file_name(base))
     if candidate.is_file():
         return candidate
     plain = model.with_name(f"{base}.tflite")
-    if plain != model and plain.is_file() and _precision(plain) == "fp32":
+    if plain != model and plain.is_file() and _precision(plain) == reference.name:
         return plain
     return None
 
@@ -974,10 +979,11 @@ def plot_bench(doc: dict, path: str | os.PathLike) -> None:
     y = np.array([100 * r["accuracy"] if with_acc else r["size_bytes"] / 1e6 for r in rows])
     size_mb = np.array([r["size_bytes"] / 1e6 for r in rows])
     area = 80 + 1200 * size_mb / max(size_mb.max(), 1e-9)
-    colors = {"fp32": "#1565c0", "fp16": "#6a1b9a", "dynamic": "#ef6c00", "int8": "#2e7d32"}
+    from edgedetect.precision import TABLE, color_of
+
     fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
     for r, xi, yi, a in zip(rows, x, y, area):
-        ax.scatter(xi, yi, s=a, alpha=0.55, color=colors.get(r["precision"], "#616161"), edgecolor="black", lw=0.6)
+        ax.scatter(xi, yi, s=a, alpha=0.55, color=color_of(r["precision"]), edgecolor="black", lw=0.6)
     if x.max() / max(x.min(), 1e-9) > 20:
         ax.set_xscale("log")
         ax.set_xlim(x.min() / 1.5, x.max() * 3)
@@ -994,7 +1000,7 @@ def plot_bench(doc: dict, path: str | os.PathLike) -> None:
     ax.set_xlabel("latency, batch 1 (ms per image, median)")
     ax.set_ylabel("accuracy (%)" if with_acc else "size (MB)")
     handles = [plt.scatter([], [], color=c, alpha=0.55, edgecolor="black", lw=0.6, label=k)
-               for k, c in colors.items() if any(r["precision"] == k for r in rows)]
+               for k, c in ((p.name, p.color) for p in TABLE) if any(r["precision"] == k for r in rows)]
     legend = None
     if handles:
         legend = ax.legend(handles=handles, title="precision (bubble area ~ size)", fontsize=8, title_fontsize=8,

@@ -1,8 +1,9 @@
 """Score a model on a labelled dataset: metrics at a stated threshold, and pictures of where it goes wrong.
 
 A ``.tflite`` model runs through :class:`edgedetect.runtime.Classifier` (the interpreter, as ``predict`` does;
-no TensorFlow); a ``.keras`` model through Keras (imported only then). Both see the arrays
-:func:`edgedetect.data.load_dataset` decodes with the runtime's preprocessing.
+no TensorFlow); a ``.keras`` model through the scorer passed in (``training.keras_model.KerasScorer``: this
+runtime module never imports training code or Keras). Both see the arrays :func:`edgedetect.data.load_dataset`
+decodes with the runtime's preprocessing.
 
 The decision threshold is, in order: the one given; one chosen on the dataset's ``val`` split (never on the
 split being evaluated, so never on test); the model's own (the .tflite metadata sidecar, or ``metrics.json``
@@ -12,7 +13,6 @@ of the training run a .keras sits in); 0.5.
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -77,70 +77,49 @@ class Evaluation:
     paths: list[str]
 
 
-class Scorer:
-    """A loaded model: ``predict(uint8 NHWC) -> p_fake``, its input size and its own threshold (if any)."""
+def check_model_file(model: Path) -> None:
+    """Raise EdgeDetectError unless ``model`` is an existing regular file."""
+    if not model.exists() or model.is_dir():
+        raise EdgeDetectError(f"{model}: model not found" + (" (it is a folder)" if model.is_dir() else ""))
+    if not model.is_file():
+        raise EdgeDetectError(f"{model}: not a regular file (a pipe, socket or device); pass a model file")
+
+
+class TFLiteScorer:
+    """A .tflite model run by the interpreter: ``predict(uint8 NHWC) -> p_fake``, its input size and its own threshold.
+
+    A scorer is any object with ``kind``, ``input_size``, ``predict``, ``model_threshold`` (``(threshold, where it
+    comes from)`` or None) and ``training`` (the training run's settings, where known); the Keras one is
+    ``training.keras_model.KerasScorer``, which the ``evaluate`` command picks for ``.keras`` files.
+    """
+
+    kind = "tflite"
 
     def __init__(self, model: Path, threads: int | None):
+        check_model_file(model)
         suffix = model.suffix.lower()
-        if not model.exists() or model.is_dir():
-            raise EdgeDetectError(f"{model}: model not found" + (" (it is a folder)" if model.is_dir() else ""))
-        if not model.is_file():
-            raise EdgeDetectError(f"{model}: not a regular file (a pipe, socket or device); pass a model file")
-        self.model_threshold: tuple[float, str] | None = None
-        self.training: dict = {}  # the training run's settings (data, val_fraction, seed), where known
-        if suffix == ".tflite":
-            from edgedetect.metadata import read_metadata, sidecar_path
-            from edgedetect.runtime import Classifier
-
-            clf = Classifier(model, threads=threads)
-            if clf.mode == "crops":  # evaluate scores whole images resized to the input size: not what this model sees
-                raise EdgeDetectError(f"{model}: a native-resolution model (crops of the image at its own size); "
-                                      "evaluate scores whole images resized to the input size, which would be a wrong "
-                                      "answer for it. Score it with `edgedetect predict DIR --json` or "
-                                      "benchmarks/generalisation.py (per source, fp32 and int8)")
-            self.kind, self.input_size, self.predict = "tflite", clf.input_size, clf.predict
-            if read_metadata(model) is not None:
-                self.model_threshold = (clf.threshold, f"model metadata ({sidecar_path(model).name})")
-                settings = clf.metadata.training.get("settings") if isinstance(clf.metadata.training, dict) else None
-                self.training = settings if isinstance(settings, dict) else {}
-        elif suffix == ".keras":
-            self._load_keras(model)
-        else:
+        if suffix == ".keras":
+            raise EdgeDetectError(f"{model}: a .keras model is scored through Keras: pass "
+                                  "scorer=training.keras_model.KerasScorer(model) (`edgedetect evaluate` does)")
+        if suffix != ".tflite":
             raise EdgeDetectError(f"{model}: unsupported model type {suffix or '(no suffix)'!r}; "
                                   "evaluate takes a .keras (from `edgedetect train`) or a .tflite file")
+        from edgedetect.metadata import read_metadata, sidecar_path
+        from edgedetect.runtime import Classifier
 
-    def _load_keras(self, model: Path) -> None:
-        try:
-            import keras
-        except ImportError:
-            raise EdgeDetectError(f"{model}: evaluating a .keras model needs Keras and TensorFlow "
-                                  "(pip install 'edgedetect[train]'), or evaluate its .tflite instead") from None
-        from training.train import predict_keras
-
-        try:
-            net = keras.saving.load_model(model, safe_mode=True)
-        except Exception as e:  # Keras raises ValueError/OSError/zipfile errors for files it cannot read
-            raise EdgeDetectError(f"{model}: cannot load this Keras model ({type(e).__name__}: {e})") from None
-        shape = tuple(net.input_shape)
-        if len(shape) != 4 or shape[3] != 3 or shape[1] != shape[2] or shape[1] is None:
-            raise EdgeDetectError(f"{model}: not an image classifier: input shape {list(shape)}, "
-                                  "expected [batch, size, size, 3] (square RGB)")
-        self.kind, self.input_size, self.net = "keras", int(shape[1]), net
-        self.predict = lambda x: predict_keras(net, x)
-        config_file = model.parent / "config.json"  # a model inside a training run folder
-        try:
-            settings = json.loads(config_file.read_text(encoding="utf-8"))["config"]
+        clf = Classifier(model, threads=threads)
+        if clf.mode == "crops":  # evaluate scores whole images resized to the input size: not what this model sees
+            raise EdgeDetectError(f"{model}: a native-resolution model (crops of the image at its own size); "
+                                  "evaluate scores whole images resized to the input size, which would be a wrong "
+                                  "answer for it. Score it with `edgedetect predict DIR --json` or "
+                                  "benchmarks/generalisation.py (per source, fp32 and int8)")
+        self.input_size, self.predict = clf.input_size, clf.predict
+        self.model_threshold: tuple[float, str] | None = None
+        self.training: dict = {}  # the training run's settings (data, val_fraction, seed), where known
+        if read_metadata(model) is not None:
+            self.model_threshold = (clf.threshold, f"model metadata ({sidecar_path(model).name})")
+            settings = clf.metadata.training.get("settings") if isinstance(clf.metadata.training, dict) else None
             self.training = settings if isinstance(settings, dict) else {}
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-        metrics_file = model.parent / "metrics.json"
-        if metrics_file.is_file():
-            try:
-                doc = json.loads(metrics_file.read_text(encoding="utf-8"))
-                self.model_threshold = (float(doc["threshold"]),
-                                        f"training run {metrics_file} ({doc.get('threshold_method', 'chosen on val')})")
-            except (OSError, ValueError, KeyError, TypeError):
-                pass  # not a training run's metrics file: fall back to 0.5
 
 
 def _subset(split, n: int | None):
@@ -190,8 +169,27 @@ def choose_threshold(dataset, split: str, method: str, predict: Callable, limit:
     return threshold, f"{_METHOD_NAMES[method]} on the val split{carved}, {len(val)} images"
 
 
-def evaluate(cfg: EvalConfig, progress: bool = False) -> Evaluation:
+def check_options(cfg: EvalConfig) -> None:
+    """Raise EdgeDetectError for conflicting threshold options or an unusable ``--plots`` folder, before any work."""
+    if cfg.threshold is not None and cfg.optimize_threshold is not None:
+        raise EdgeDetectError("--threshold and --optimize-threshold both given; pass one of them")
+    if cfg.threshold is not None and not 0.0 <= cfg.threshold <= 1.0:
+        raise EdgeDetectError(f"--threshold {cfg.threshold}: must be between 0 and 1 (a p_fake value)")
+    if cfg.optimize_threshold is not None and cfg.optimize_threshold not in THRESHOLD_METHODS:
+        raise EdgeDetectError(f"--optimize-threshold {cfg.optimize_threshold}: unknown method; "
+                              f"valid: {', '.join(THRESHOLD_METHODS)}")
+    if cfg.optimize_threshold is not None and cfg.split == "val":
+        raise EdgeDetectError(_VAL_IS_EVALUATED)
+    if cfg.plots:
+        _check_plot_dir(Path(cfg.plots), cfg.force)
+
+
+def evaluate(cfg: EvalConfig, progress: bool = False, scorer=None) -> Evaluation:
     """Score ``cfg.model`` on ``cfg.split`` of ``cfg.data``; writes the pictures when ``cfg.plots`` is set.
+
+    Args:
+        scorer: the loaded model (see :class:`TFLiteScorer`); None: a :class:`TFLiteScorer` of ``cfg.model``.
+            A ``.keras`` model needs ``training.keras_model.KerasScorer(cfg.model)``.
 
     Returns:
         An :class:`Evaluation` whose ``report`` has accuracy, precision, recall, f1, balanced_accuracy, roc_auc,
@@ -205,20 +203,10 @@ def evaluate(cfg: EvalConfig, progress: bool = False) -> Evaluation:
     from edgedetect.data import load_dataset
     from edgedetect.metrics import binary_metrics
 
-    if cfg.threshold is not None and cfg.optimize_threshold is not None:
-        raise EdgeDetectError("--threshold and --optimize-threshold both given; pass one of them")
-    if cfg.threshold is not None and not 0.0 <= cfg.threshold <= 1.0:
-        raise EdgeDetectError(f"--threshold {cfg.threshold}: must be between 0 and 1 (a p_fake value)")
-    if cfg.optimize_threshold is not None and cfg.optimize_threshold not in THRESHOLD_METHODS:
-        raise EdgeDetectError(f"--optimize-threshold {cfg.optimize_threshold}: unknown method; "
-                              f"valid: {', '.join(THRESHOLD_METHODS)}")
-    if cfg.optimize_threshold is not None and cfg.split == "val":
-        raise EdgeDetectError(_VAL_IS_EVALUATED)
+    check_options(cfg)
     plots = Path(cfg.plots) if cfg.plots else None
-    if plots is not None:
-        _check_plot_dir(plots, cfg.force)
-
-    scorer = Scorer(Path(cfg.model), cfg.threads)
+    if scorer is None:
+        scorer = TFLiteScorer(Path(cfg.model), cfg.threads)
     val_fraction, seed = _carve(cfg, scorer.training)
     dataset = load_dataset(cfg.data, scorer.input_size, val_fraction=val_fraction, seed=seed, progress=progress)
     split = _subset(dataset.split(cfg.split), cfg.limit)

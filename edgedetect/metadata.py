@@ -18,7 +18,6 @@ from edgedetect.errors import EdgeDetectError
 from edgedetect.files import atomic_write_text
 from edgedetect.preprocess import PREPROCESSING
 
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8")
 MAX_METADATA_BYTES = 1 << 20
 
 

@@ -17,7 +17,8 @@ from conftest import TINY_SIZE, synthetic_images, write_image_folder
 
 pytest.importorskip("tensorflow")
 
-from conversion.convert import ConversionConfig, convert, stratified_sample  # noqa: E402
+from conversion.calibration import stratified_sample  # noqa: E402
+from conversion.convert import ConversionConfig, convert  # noqa: E402
 from conversion.debug import float_compute_ops  # noqa: E402
 from edgedetect.errors import EdgeDetectError  # noqa: E402
 from edgedetect.metadata import read_metadata  # noqa: E402

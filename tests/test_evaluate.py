@@ -117,7 +117,10 @@ def test_threshold_on_a_runs_own_data_uses_the_runs_validation_carve(tiny_keras_
     run.mkdir()
     shutil.copy(tiny_keras_model, run / "best.keras")
     (run / "config.json").write_text(json.dumps({"config": {"data": str(data), "val_fraction": 0.25, "seed": 3}}))
-    result = evaluate(EvalConfig(model=str(run / "best.keras"), data=str(data), optimize_threshold="youden"))
+    from training.keras_model import KerasScorer
+
+    result = evaluate(EvalConfig(model=str(run / "best.keras"), data=str(data), optimize_threshold="youden"),
+                      scorer=KerasScorer(run / "best.keras"))
     val = load_dataset(data, TINY_SIZE, val_fraction=0.25, seed=3, use_cache=False, progress=False).split("val")
     assert result.report["threshold"] == optimal_threshold(val.y, _keras_predict(run / "best.keras", val.x), "youden")
     assert "val split (carved from train), 10 images" in result.report["threshold_source"]

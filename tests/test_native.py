@@ -118,7 +118,7 @@ def test_keras_and_tflite_agree_per_image_on_real_size_images(native_run, tmp_pa
     from edgedetect.predict import predict_files
     from edgedetect.preprocess import open_image
     from edgedetect.runtime import Classifier
-    from training.train import predict_keras
+    from training.keras_model import predict_keras
 
     images = _write_native_folder(tmp_path / "held_out", n_per_class=6, seed=7)
     model = keras.saving.load_model(native_run["run"] / "best.keras")

@@ -18,9 +18,10 @@ from edgedetect.errors import EdgeDetectError
 
 keras = pytest.importorskip("keras")
 
-import training.train as train_module  # noqa: E402
+import training.data_prep as data_prep  # noqa: E402
+import training.loop as loop  # noqa: E402
 from training.model_spec import BN_MOMENTUM, REGISTRY, build_model, get_spec  # noqa: E402
-from training.train import TrainConfig, train  # noqa: E402
+from training.train import TrainConfig, resume, train  # noqa: E402
 
 SIZE = 32
 # Keras 3.15 on numpy 2 warns on every eager tensor conversion; not ours to fix, and it floods the output.
@@ -232,19 +233,16 @@ def _weights(path):
 
 def test_resumed_run_lands_on_the_uninterrupted_weights(cli_run, folder, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
-    make_callbacks = train_module._callbacks_class
+    checkpoint = loop.RunCheckpoint
 
-    def interrupting_callbacks():
-        class Interrupting(make_callbacks()):
-            def on_epoch_end(self, epoch, logs=None):
-                super().on_epoch_end(epoch, logs)  # epoch 1's checkpoint is written, then the "Ctrl-C"
-                raise KeyboardInterrupt
-
-        return Interrupting
+    class Interrupting(checkpoint):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch, logs)  # epoch 1's checkpoint is written, then the "Ctrl-C"
+            raise KeyboardInterrupt
 
     run_dir = tmp_path / "interrupted"
     cfg = TrainConfig(arch="cnn", data=str(folder), epochs=2, batch_size=8, out=str(run_dir))  # the CLI run's settings
-    monkeypatch.setattr(train_module, "_callbacks_class", interrupting_callbacks)
+    monkeypatch.setattr(loop, "RunCheckpoint", Interrupting)
     started = ["edgedetect", "train", "--arch", "cnn", "--out", str(run_dir)]
     resumed_with = ["edgedetect", "train", "--resume", str(run_dir)]
     monkeypatch.setattr(sys, "argv", started)
@@ -254,9 +252,9 @@ def test_resumed_run_lands_on_the_uninterrupted_weights(cli_run, folder, tmp_pat
     assert interrupted_state["epoch"] == 1 and interrupted_state["train_seconds"] > 0
     assert not (run_dir / "metrics.json").exists()
 
-    monkeypatch.setattr(train_module, "_callbacks_class", make_callbacks)
+    monkeypatch.setattr(loop, "RunCheckpoint", checkpoint)
     monkeypatch.setattr(sys, "argv", resumed_with)
-    assert train(TrainConfig(arch="cnn", data=str(folder), epochs=2), resume_dir=run_dir, progress=False) == run_dir
+    assert resume(run_dir, progress=False) == run_dir
     # config.json keeps the command that reproduces the run, and says how it was resumed
     config = json.loads((run_dir / "config.json").read_text())
     assert config["command"] == started and config["resumed_with"] == [resumed_with]
@@ -280,11 +278,11 @@ def test_resumed_run_lands_on_the_uninterrupted_weights(cli_run, folder, tmp_pat
 def test_distillation_targets_mix_label_and_teacher_and_keep_the_label_recoverable():
     y = np.array([0, 0, 0, 1, 1, 1, 0, 1], np.float32)
     p = np.array([0.0, 1.0, 0.3, 0.0, 1.0, 0.8, 0.5, 0.5])  # saturated and undecided teachers included
-    t = train_module.distillation_targets(y, p)
+    t = data_prep.distillation_targets(y, p)
     assert t.dtype == np.float32
     np.testing.assert_array_equal(t > 0.5, y == 1)  # the metrics read the label back this way
     np.testing.assert_allclose(t[[2, 5, 6, 7]], [0.15, 0.9, 0.25, 0.75], atol=1e-6)
-    assert train_module.TEACHER_WEIGHT == 0.5
+    assert data_prep.TEACHER_WEIGHT == 0.5
 
 
 def test_label_metrics_score_soft_targets_against_their_labels():
@@ -293,8 +291,8 @@ def test_label_metrics_score_soft_targets_against_their_labels():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 400).astype(np.float32)
     p_teacher, p_student = rng.random(400), np.clip(0.6 * y + 0.4 * rng.random(400), 0, 1)
-    soft = train_module.distillation_targets(y, p_teacher)
-    accuracy, auc = train_module._metrics()
+    soft = data_prep.distillation_targets(y, p_teacher)
+    accuracy, auc = loop.label_metrics()
     accuracy.update_state(soft[:, None], p_student[:, None])
     auc.update_state(soft[:, None], p_student[:, None])
     expected = binary_metrics(y, p_student, 0.5)

@@ -12,20 +12,11 @@ and ``evaluate`` treat it like one.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from edgedetect.errors import EdgeDetectError
-from edgedetect.files import atomic_write_text
-
-
-def _run_of(path: Path) -> Path:
-    run = path if path.is_dir() else path.parent
-    for name in ("best.keras", "config.json"):
-        if not (run / name).is_file():
-            raise EdgeDetectError(f"{path}: not a training run (no {name} in {run}); name run folders made by `edgedetect train`")
-    return run
+from training.run import CONFIG, ENSEMBLE_ARCH, METRICS, Run, library_versions
 
 
 def build_ensemble(members: list, name: str = "ensemble"):
@@ -53,52 +44,51 @@ def make_ensemble(runs: list[str], out: str, force: bool = False) -> Path:
     Raises:
         EdgeDetectError: fewer than two runs, runs on different data or val carves, or an existing ``out``.
     """
-    import keras
-
     from edgedetect.data import load_dataset
+    from training.final_metrics import final_metrics
+    from training.keras_model import load_keras
+    from training.loop import save_model
     from training.model_spec import get_spec
-    from training.train import _final_metrics, _point_latest, _versions
 
     if len(runs) < 2:
         raise EdgeDetectError(f"an ensemble needs two or more runs; received {len(runs)}")
-    run_dirs = [_run_of(Path(r)) for r in runs]
-    configs = [json.loads((r / "config.json").read_text())["config"] for r in run_dirs]
+    member_runs = [Run.open(r, need_model=True) for r in runs]
+    configs = [run.settings for run in member_runs]
     carve = {(c["data"], c["val_fraction"], c["seed"]) for c in configs}
     if len(carve) != 1:
         raise EdgeDetectError("the runs differ in data, --val-fraction or --seed "
                               f"({sorted(carve)}); their val splits would overlap other members' training data")
-    out_dir = Path(out)
-    if (out_dir / "best.keras").exists() and not force:
-        raise EdgeDetectError(f"{out_dir} already holds a model; pass --force to replace it or choose another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out = Run(out)
+    if out.best_model.exists() and not force:
+        raise EdgeDetectError(f"{out.path} already holds a model; pass --force to replace it or choose another --out")
+    out.path.mkdir(parents=True, exist_ok=True)
 
-    members = [keras.saving.load_model(r / "best.keras", safe_mode=True) for r in run_dirs]
+    members = [load_keras(run.best_model) for run in member_runs]
     archs = [c["arch"] for c in configs]
     model = build_ensemble(members, name="ensemble_" + "_".join(archs))
-    tmp = out_dir / ".best.tmp.keras"
-    model.save(tmp)
-    tmp.replace(out_dir / "best.keras")
+    save_model(model, out.best_model)
 
     base = configs[0]
     img_size = int(model.input_shape[1])
     dataset = load_dataset(base["data"], img_size, val_fraction=base["val_fraction"], seed=base["seed"])
-    metrics = _final_metrics(model, dataset, None)
-    metrics.update(params=int(model.count_params()), members=[str(r) for r in run_dirs])
+    metrics = final_metrics(model, dataset)
+    member_dirs = [str(run.path) for run in member_runs]
+    metrics.update(params=int(model.count_params()), members=member_dirs)
     described = []
     for c in configs:
         upscale = " (bilinear upscale in the graph)" if c["img_size"] > img_size else ""
         described.append(f"{c['arch']} at {c['img_size']} px{upscale}: {get_spec(c['arch']).preprocessing}")
     in_graph = " | ".join(described)
     config = {
-        "config": {"arch": "ensemble(" + "+".join(archs) + ")", "data": base["data"], "img_size": img_size,
-                   "val_fraction": base["val_fraction"], "seed": base["seed"], "members": [str(r) for r in run_dirs]},
+        "config": {"arch": ENSEMBLE_ARCH, "member_archs": archs, "data": base["data"], "img_size": img_size,
+                   "val_fraction": base["val_fraction"], "seed": base["seed"], "members": member_dirs},
         "preprocessing": f"mean of the members' p_fake; each normalises inside its graph ({in_graph})",
         "dataset": dataset.describe(),
         "params": int(model.count_params()),
-        "versions": _versions(),
+        "versions": library_versions(),
         "command": sys.argv,
     }
-    atomic_write_text(out_dir / "config.json", json.dumps(config, indent=1))
-    atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1))
-    _point_latest(out_dir)
-    return out_dir
+    out.write(CONFIG, config)
+    out.write(METRICS, metrics)
+    out.point_latest()
+    return out.path

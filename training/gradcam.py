@@ -116,9 +116,9 @@ class GradCamExplainer:
     """
 
     def __init__(self, model_path: Union[str, os.PathLike], threshold: float | None = None):
-        from edgedetect.evaluate import Scorer
+        from training.keras_model import open_scorer
 
-        scorer = Scorer(Path(model_path), threads=None)
+        scorer = open_scorer(Path(model_path))
         if scorer.kind != "keras":
             raise EdgeDetectError(f"{model_path}: Grad-CAM explains .keras models; explain a .tflite with occlusion")
         self.path = Path(model_path)
@@ -137,7 +137,7 @@ class GradCamExplainer:
 
     def explain(self, source: Union[str, os.PathLike, bytes], name: str | None = None) -> tuple[Explanation, Image.Image]:
         """Decode ``source`` and explain the model's decision on it (see ``Explainer.explain``)."""
-        from training.train import predict_keras
+        from training.keras_model import predict_keras
 
         start = time.perf_counter()
         img = open_image(source)

@@ -254,45 +254,6 @@ def sampling_weights(data: NativeSet) -> np.ndarray:
     return w / w.sum()
 
 
-def crop_sequence_class():
-    import keras
-
-    class CropSequence(keras.utils.PyDataset):
-        """``steps`` batches of random augmented crops per epoch, reseeded from (seed, epoch) for resumable runs."""
-
-        def __init__(self, data: NativeSet, crop: int, batch_size: int, steps: int, seed: int, aug: Augment,
-                     synth_fakes: float = 0.0):
-            super().__init__()
-            self.data, self.crop, self.batch_size, self.steps, self.seed, self.aug = data, crop, batch_size, steps, seed, aug
-            self.weights = sampling_weights(data)
-            self.synth_fakes = synth_fakes
-            y = np.asarray(data.y)
-            self.real_weights = np.where(y == 0, self.weights, 0.0) / max(1e-12, self.weights[y == 0].sum())
-            self.set_epoch(0)
-
-        def set_epoch(self, epoch):
-            self.epoch = epoch
-
-        def __len__(self):
-            return self.steps
-
-        def __getitem__(self, i):
-            rng = np.random.default_rng([self.seed, self.epoch, i])
-            idx = rng.choice(len(self.data), self.batch_size, p=self.weights)
-            y = np.asarray(self.data.y, "float32")[idx]
-            crops = []
-            for j, label in zip(idx, y):
-                if label == 1 and self.synth_fakes and rng.random() < self.synth_fakes:  # a FAKE made from a REAL image
-                    real = rng.choice(len(self.data), p=self.real_weights)
-                    crops.append(synthetic_fake(self.data.images[real], self.crop, rng))
-                else:
-                    crops.append(random_crop(self.data.images[j], self.crop, rng))
-            x = np.stack([augment_crop(c, self.aug, rng) for c in crops])
-            return x.astype("float32"), y
-
-    return CropSequence
-
-
 def fixed_crops(data: NativeSet, crop: int, max_crops: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The runtime's deterministic crops of every image: ``(crops, image index of each crop, labels per image)``."""
     crops, owner = [], []

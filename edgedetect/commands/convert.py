@@ -9,32 +9,23 @@ from typing import List, Optional
 import typer
 
 from edgedetect.cli import app
+from edgedetect.precision import IO_TYPES, PRECISIONS
 
-
-class Quant(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    dynamic = "dynamic"
-    int8 = "int8"
-    all = "all"
-
-
-class IOType(str, Enum):
-    float = "float"
-    int8 = "int8"
-    uint8 = "uint8"
+# The choices come from the precision table (edgedetect.precision), plus "all".
+Quant = Enum("Quant", {name: name for name in (*PRECISIONS, "all")}, type=str)
+IOType = Enum("IOType", {name: name for name in IO_TYPES}, type=str)
 
 
 @app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def convert(
     model: Optional[Path] = typer.Argument(None, exists=True, show_default=False,
                                            help="A .keras file or SavedModel folder \\[default: the latest training run's best.keras]."),
-    quant: Quant = typer.Option(Quant.int8, "--quant", "-q", help="Precision: fp32, fp16, dynamic (int8 weights), int8 (full integer) or all four."),
+    quant: Quant = typer.Option(Quant["int8"], "--quant", "-q", help="Precision: fp32, fp16, dynamic (int8 weights), int8 (full integer) or all four."),
     calib: Optional[Path] = typer.Option(None, "--calib", exists=True, show_default=False,
                                          help="Calibration images for int8: a dataset (folder/.tar.gz/.zip with REAL/FAKE folders; its train split) "
                                               "or a plain folder of images \\[default: the training run's data]."),
     num_calib: int = typer.Option(300, "--num-calib", min=1, help="Calibration images, balanced over REAL/FAKE, seeded."),
-    io: IOType = typer.Option(IOType.float, "--io", help="Input/output tensor type of the int8 file (int8/uint8 for microcontrollers and NPUs)."),
+    io: IOType = typer.Option(IOType["float"], "--io", help="Input/output tensor type of the int8 file (int8/uint8 for microcontrollers and NPUs)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", show_default=False,
                                        help="Output folder, or a .tflite path with a single --quant \\[default: beside the model]."),
     debug: bool = typer.Option(False, "--debug", help="Run TF's quantization debugger: print and write (CSV) the layers with the largest RMSE/scale."),
@@ -51,7 +42,7 @@ def convert(
     from conversion.convert import convert as run_conversion
 
     err = Console(stderr=True, soft_wrap=True, highlight=False)
-    names = None  # automatic (see conversion.convert.AUTO_KEEP_FLOAT)
+    names = None  # automatic (see conversion.recipes.AUTO_KEEP_FLOAT)
     if keep_float:
         names = tuple(n.strip() for item in keep_float for n in item.split(",") if n.strip())
         if [n.lower() for n in names] == ["none"]:

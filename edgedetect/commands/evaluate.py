@@ -48,13 +48,15 @@ def evaluate(
 
     Exit 0: every image scored; 1: some files could not be read (listed on stderr; the rest are scored).
     """
-    from edgedetect.evaluate import EvalConfig
+    from edgedetect.evaluate import EvalConfig, check_options
     from edgedetect.evaluate import evaluate as run_evaluation
 
     cfg = EvalConfig(model=str(model), data=str(data), split=split.value, threshold=threshold,
                      optimize_threshold=optimize_threshold.value if optimize_threshold else None,
                      plots=str(plots) if plots else None, force=force, limit=limit, threads=threads)
-    report = run_evaluation(cfg, progress=not json_out and sys.stderr.isatty()).report
+    check_options(cfg)  # before loading a model: a mistake in the options costs no Keras start-up
+    scorer = _keras_scorer(model) if model.suffix.lower() == ".keras" else None  # None: the interpreter's
+    report = run_evaluation(cfg, progress=not json_out and sys.stderr.isatty(), scorer=scorer).report
     if json_out:
         sys.stdout.write(json.dumps(report, indent=1) + "\n")
     else:
@@ -71,6 +73,19 @@ def evaluate(
         typer.echo(f"error: {printable(report['plot_error'])}", err=True)
     if report.get("errors") or report.get("plot_error"):
         raise typer.Exit(1)
+
+
+def _keras_scorer(model: Path):
+    """The Keras backend for a .keras file: the one place the runtime's evaluate meets training code."""
+    from edgedetect.errors import EdgeDetectError
+
+    try:
+        import keras  # noqa: F401
+        from training.keras_model import KerasScorer
+    except ImportError:
+        raise EdgeDetectError(f"{model}: evaluating a .keras model needs Keras and TensorFlow "
+                              "(pip install 'edgedetect[train]'), or evaluate its .tflite instead") from None
+    return KerasScorer(model)
 
 
 def _print_human(r: dict) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -14,7 +13,7 @@ from edgedetect.cli import app
 @app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def train(
     ctx: typer.Context,
-    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture: mobilenet_v3_small, mobilenet_v3_large, resnet50, cnn, cnn_wide or photo_cnn (for --preprocess crops)."),
+    arch: Optional[str] = typer.Option(None, "--arch", help="Architecture: a name in the registry (training.model_spec.REGISTRY; an unknown name lists them all). photo_cnn is built for --preprocess crops."),
     data: Optional[list[Path]] = typer.Option(None, "--data", help="Dataset folder or .tar.gz/.zip with REAL/FAKE class folders (optionally under train/val/test). With --preprocess crops, repeat it to combine sources; append @RxC to a source whose files are R x C grids of separate images (e.g. sd15.tar.gz@2x2) so crops stay inside one tile."),
     img_size: Optional[int] = typer.Option(None, "--img-size", min=16, help="Input side in pixels: the resize target, or the crop side with --preprocess crops [default: the architecture's]."),
     preprocess: str = typer.Option("resize", "--preprocess", help="resize: the whole image, centre-cropped and resized to --img-size (CIFAKE). crops: random --img-size crops at the image's own resolution, never resized (photos)."),
@@ -41,8 +40,7 @@ def train(
 ) -> None:
     """Train a detector; writes best.keras, history, metrics and curves to a run folder."""
     from edgedetect.errors import EdgeDetectError
-    from training.train import TrainConfig
-    from training.train import train as run_training
+    from training.train import TrainConfig, resume as resume_run, train as run_training
 
     if resume is not None:
         given = [f"--{name.replace('_', '-')}" for name in ctx.params
@@ -50,7 +48,7 @@ def train(
         if given:
             raise EdgeDetectError(f"--resume continues {resume} with the settings in its config.json; "
                                   f"drop {', '.join(given)} (or start a new run without --resume)")
-        run_training(None, resume_dir=resume)
+        resume_run(resume)
         return
     if arch is None or not data:
         raise EdgeDetectError("--arch and --data are required to start a run (or --resume RUN_DIR to continue one)")
@@ -66,7 +64,7 @@ def train(
         init_seed=init_seed, preprocess=preprocess, front=front, steps_per_epoch=steps_per_epoch,
         max_crops=max_crops, jpeg_prob=jpeg_prob, synth_fakes=synth_fakes,
     )
-    run_training(cfg, resume_dir=resume)
+    run_training(cfg)
 
 
 @app.command(rich_help_panel="Training (needs the \\[train] extra)")
@@ -77,9 +75,10 @@ def ensemble(
 ) -> None:
     """Average several trained models' p_fake in one graph; convert it like a training run."""
     from training.ensemble import make_ensemble
+    from training.run import Run
 
     out_dir = make_ensemble([str(r) for r in runs], str(out), force=force)
-    metrics = json.loads((out_dir / "metrics.json").read_text())
+    metrics = Run.open(out_dir).metrics
     val = metrics["val"]
     typer.echo(f"wrote {out_dir / 'best.keras'}: val accuracy {val['accuracy']:.4f}  F1 {val['f1']:.4f}  "
                f"AUC {val['roc_auc']:.4f} (threshold {metrics['threshold']:.3f}, {metrics['threshold_method']})")
