@@ -62,6 +62,7 @@ from edgedetect.metrics import binary_metrics
 from edgedetect.model_check import check_threads
 from edgedetect.preprocess import RESAMPLE, open_image, to_array
 from edgedetect.runtime import DEFAULT_BATCH, Classifier
+from edgedetect.sampling import limit_sample
 
 PRECISION_SUFFIXES = ("_fp32", "_fp16", "_dynamic", "_int8")
 CONTRACT_KEYS = ("model", "precision", "size_bytes", "latency_ms_p50", "latency_ms_p90", "throughput_ips",
@@ -224,8 +225,8 @@ class ImageSet:
 def load_image_set(data: str | os.PathLike, limit: int | None = None) -> ImageSet:
     """List the images of a folder (recursively) or read those of an archive (.tar.gz/.zip) into memory.
 
-    With ``limit``, ``limit`` images evenly spaced over the sorted list are kept, so every class folder is sampled
-    (an archive is still read whole; its read time is pro-rated).
+    With ``limit``, ``limit`` images are kept (:func:`edgedetect.sampling.limit_sample`: seeded, each class
+    folder keeping its share); an archive is still read whole, and its read time is pro-rated.
 
     Raises:
         EdgeDetectError: missing path, unsupported file, or no image files in it.
@@ -254,11 +255,11 @@ def load_image_set(data: str | os.PathLike, limit: int | None = None) -> ImageSe
     if not n_found and not unreadable:
         raise EdgeDetectError(f"{path}: no image files in it; point --data at a folder or archive of images "
                               "(REAL/FAKE class folders give accuracy figures)")
-    if limit is not None and limit < n_found:
-        keep = np.unique(np.linspace(0, n_found - 1, limit).round().astype(int))
-        relpaths, items = [relpaths[i] for i in keep], [items[i] for i in keep]
-        read_s *= limit / n_found  # the share of the archive's read time that the kept images cost
     labels = np.array([-1 if (lab := classify(r)[1]) is None else lab for r in relpaths], np.int8)
+    if limit is not None and limit < n_found:
+        keep = limit_sample(n_found, limit, labels)
+        relpaths, items, labels = [relpaths[i] for i in keep], [items[i] for i in keep], labels[keep]
+        read_s *= limit / n_found  # the share of the archive's read time that the kept images cost
     return ImageSet(str(path), relpaths, items, labels, read_s, n_found, unreadable)
 
 
@@ -570,7 +571,7 @@ class BenchConfig:
         threads: interpreter threads for the latency measurement (default: all usable cores).
         runs: timed batch-1 invokes per model.
         warmup: untimed invokes before them.
-        limit: use at most this many images of ``data``.
+        limit: use at most this many images of ``data`` (:func:`edgedetect.sampling.limit_sample`).
         perturb: perturbation spec, e.g. ``jpeg:50,resize:0.5,blur:1.0``.
         workers: processes for the throughput pass (default: one per usable core).
         batch_size: images per invoke in the throughput pass.

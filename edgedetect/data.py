@@ -43,10 +43,11 @@ import numpy as np
 
 from edgedetect import LABELS
 from edgedetect.errors import EdgeDetectError, ImageError
-from edgedetect.listing import IMAGE_SUFFIXES, FileEntry, FolderListing, list_images
+from edgedetect.listing import IMAGE_SUFFIXES, FileEntry, list_folder
 from edgedetect.listing import wanted as _wanted
 from edgedetect.preprocess import (MAX_IMAGE_BYTES, PREPROCESSING, SUPPORTED_FORMATS, load_image, read_file,
                                    too_large)
+from edgedetect.sampling import stratified_split
 
 CLASS_FOLDERS = {"real": 0, "0": 0, "nature": 0, "fake": 1, "1": 1, "ai": 1}
 SPLIT_FOLDERS = {
@@ -84,13 +85,6 @@ def archive_kind(path: Path) -> str:
 
 def is_image_name(name: str) -> bool:
     return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
-
-
-def list_folder(path: Path) -> FolderListing:
-    """Image files under ``path`` (:func:`edgedetect.listing.list_images`), without pipes and devices named like
-    images (reading one would block); sub-folders that could not be listed are in ``.skipped``."""
-    listing = list_images(path)
-    return FolderListing([f for f in listing if not f.special], listing.skipped, listing.repeats, listing.folders)
 
 
 class Scan:
@@ -464,18 +458,11 @@ class Dataset:
 
 
 def carve_validation(train: SplitArrays, fraction: float, seed: int) -> tuple[SplitArrays, SplitArrays]:
-    """Deterministic, stratified ``(train, val)`` split of ``train``."""
+    """Deterministic, stratified ``(train, val)`` split of ``train`` (:func:`edgedetect.sampling.stratified_split`)."""
     if not 0.0 < fraction < 1.0:
         raise EdgeDetectError(f"--val-fraction must be between 0 and 1 (exclusive); received {fraction}")
-    rng = np.random.default_rng(seed)
-    val_idx = []
-    for label in (0, 1):
-        idx = np.flatnonzero(train.y == label)
-        n_val = int(round(fraction * len(idx)))
-        val_idx.append(rng.permutation(idx)[:n_val])
-    is_val = np.zeros(len(train), bool)
-    is_val[np.concatenate(val_idx)] = True
-    return train.subset(np.flatnonzero(~is_val)), train.subset(np.flatnonzero(is_val))
+    kept, held = stratified_split(train.y, fraction, seed)
+    return train.subset(kept), train.subset(held)
 
 
 def cache_dir() -> Path:

@@ -24,6 +24,7 @@ import numpy as np
 from edgedetect import LABELS
 from edgedetect.errors import EdgeDetectError
 from edgedetect.files import atomic_write_bytes, check_writable
+from edgedetect.sampling import limit_sample
 
 THRESHOLD_METHODS = ("youden", "f1")
 _METHOD_NAMES = {"youden": "Youden's J (max TPR - FPR)", "f1": "best F1"}
@@ -45,7 +46,8 @@ class EvalConfig:
         optimize_threshold: choose the threshold on the val split: "youden" or "f1" (None: don't).
         plots: folder for the ROC curve, confusion matrix and worst-mistakes pictures (None: no pictures).
         force: replace pictures already in ``plots`` (without it, an existing one is an error before any work).
-        limit: score at most this many images of each split used (a seeded random subset).
+        limit: score at most this many images of each split used (:func:`edgedetect.sampling.limit_sample`: a
+            seeded random subset, each class keeping its share).
         val_fraction: share of train carved into val when the data has none. None: the training run's when the
             data is the model's own training data (so the carve is the same and no training image lands in
             val), else 0.1.
@@ -146,7 +148,7 @@ class Scorer:
 def _subset(split, n: int | None):
     if n is None or n >= len(split):
         return split
-    return split.subset(np.sort(np.random.default_rng(0).permutation(len(split))[:n]))
+    return split.subset(limit_sample(len(split), n, split.y))
 
 
 def _same_file(a, b) -> bool:
