@@ -20,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from edgedetect.evaluate import EvalConfig, evaluate  # noqa: E402
+from edgedetect.files import atomic_write_text  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_TEST = HERE.parent.parent / "shared" / "data" / "cifake-test.tar.gz"
@@ -69,7 +70,7 @@ def main() -> None:
     print(f"\nmeasured {time.strftime('%Y-%m-%d')} on {platform.node() or 'this host'} ({platform.platform()}), "
           f"test data {args.test}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        atomic_write_text(args.json, json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -959,16 +959,9 @@ def write_csv(doc: dict, path: str | os.PathLike) -> None:
 
 def plot_bench(doc: dict, path: str | os.PathLike) -> None:
     """Latency (x) against accuracy (y; size when there is no data), one labelled bubble per model, area ~ size."""
-    from edgedetect.plots import require_matplotlib
+    from edgedetect.plots import new_figure, place_labels, require_matplotlib, save_figure
 
     require_matplotlib("--plot")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from edgedetect.files import atomic_write_bytes
-
     rows = doc["rows"]
     with_acc = all(r["accuracy"] is not None for r in rows)
     x = np.array([r["latency_ms_p50"] for r in rows])
@@ -976,7 +969,8 @@ def plot_bench(doc: dict, path: str | os.PathLike) -> None:
     size_mb = np.array([r["size_bytes"] / 1e6 for r in rows])
     area = 80 + 1200 * size_mb / max(size_mb.max(), 1e-9)
     colors = {"fp32": "#1565c0", "fp16": "#6a1b9a", "dynamic": "#ef6c00", "int8": "#2e7d32"}
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=120)
+    fig = new_figure((8, 5.5), 120)
+    ax = fig.add_subplot()
     for r, xi, yi, a in zip(rows, x, y, area):
         ax.scatter(xi, yi, s=a, alpha=0.55, color=colors.get(r["precision"], "#616161"), edgecolor="black", lw=0.6)
     if x.max() / max(x.min(), 1e-9) > 20:
@@ -994,7 +988,7 @@ def plot_bench(doc: dict, path: str | os.PathLike) -> None:
         labels.append(label)
     ax.set_xlabel("latency, batch 1 (ms per image, median)")
     ax.set_ylabel("accuracy (%)" if with_acc else "size (MB)")
-    handles = [plt.scatter([], [], color=c, alpha=0.55, edgecolor="black", lw=0.6, label=k)
+    handles = [ax.scatter([], [], color=c, alpha=0.55, edgecolor="black", lw=0.6, label=k)
                for k, c in colors.items() if any(r["precision"] == k for r in rows)]
     legend = None
     if handles:
@@ -1008,8 +1002,6 @@ def plot_bench(doc: dict, path: str | os.PathLike) -> None:
     fig.tight_layout()
     # Labels are placed after the layout is final, each where it covers no other label, bubble or the legend
     # (models close together, such as a pair's fp16 and fp32, used to print on top of each other).
-    from edgedetect.plots import place_labels
-
     renderer = fig.canvas.get_renderer()
     px_per_pt = fig.dpi / 72
     anchors = [tuple(ax.transData.transform((xi, yi))) for xi, yi in zip(x, y)]
@@ -1026,7 +1018,4 @@ def plot_bench(doc: dict, path: str | os.PathLike) -> None:
                     ha="center", va="center", fontsize=8,
                     arrowprops={"arrowstyle": "-", "color": "#777777", "lw": 0.6, "shrinkA": 0,
                                 "shrinkB": rad / px_per_pt})
-    buf = io.BytesIO()
-    fig.savefig(buf, format=Path(path).suffix.lstrip(".").lower() or "png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path)

@@ -43,6 +43,7 @@ import numpy as np
 
 from edgedetect import LABELS
 from edgedetect.errors import EdgeDetectError, ImageError
+from edgedetect.files import atomic_write
 from edgedetect.listing import IMAGE_SUFFIXES, FileEntry, list_folder
 from edgedetect.listing import wanted as _wanted
 from edgedetect.preprocess import (MAX_IMAGE_BYTES, PREPROCESSING, SUPPORTED_FORMATS, load_image, read_file,
@@ -720,16 +721,10 @@ def _write_cache(cache_file: Path, splits: dict[str, SplitArrays], unreadable: l
         payload.update({f"x_{name}": s.x, f"y_{name}": s.y, f"paths_{name}": np.array(s.paths)})
     payload["unreadable"] = np.array(unreadable, dtype=str).reshape(-1, 2)
     payload["unlabelled"] = np.array(unlabelled, dtype=str)
-    tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(cache_file.parent)
-        np.savez(tmp, **payload)
-        os.replace(tmp, cache_file)
-    except BaseException as e:  # interrupted or failed: no half-written copy stays behind
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        if not isinstance(e, OSError):  # a cache that cannot be written only costs time; Ctrl-C still stops
-            raise
+        # The pid in the temporary's name lets a later run tell a dead writer's leftover from a live one's file.
+        atomic_write(cache_file, lambda tmp: np.savez(tmp, **payload), suffix=f".tmp{os.getpid()}.npz")
+    except (OSError, EdgeDetectError):  # a cache that cannot be written only costs time; Ctrl-C still stops
+        pass

@@ -11,9 +11,7 @@ of the training run a .keras sits in); 0.5.
 
 from __future__ import annotations
 
-import io
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ import numpy as np
 
 from edgedetect import LABELS
 from edgedetect.errors import EdgeDetectError
-from edgedetect.files import atomic_write_bytes, check_writable
+from edgedetect.files import check_writable
 from edgedetect.sampling import limit_sample
 
 THRESHOLD_METHODS = ("youden", "f1")
@@ -291,23 +289,13 @@ def _check_plot_dir(path: Path, force: bool = False) -> None:
             check_writable(path / name, force)
 
 
-def _save(fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
 def write_plots(result: Evaluation, folder: str | os.PathLike, force: bool = False) -> list[Path]:
     """Write ``roc.png``, ``confusion_matrix.png`` and ``worst_mistakes.png`` into ``folder`` (atomically each).
 
     Raises:
         EdgeDetectError: ``folder`` cannot be written, or already holds one of them (without ``force``).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from edgedetect.metrics import roc_curve
+    from edgedetect import plots as draw
 
     folder = Path(folder)
     _check_plot_dir(folder, force)
@@ -315,77 +303,8 @@ def write_plots(result: Evaluation, folder: str | os.PathLike, force: bool = Fal
     r = result.report
     t = r["threshold"]
     title = f"{Path(r['model']).name} on {Path(r['data']).name} [{r['split']}], n={r['n']}"
-    written = []
-
-    fig = Figure(figsize=(5.2, 5.2), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    if r["roc_auc"] is not None:
-        fpr, tpr, _ = roc_curve(result.y, result.p_fake)
-        ax.plot(fpr, tpr, lw=2, label=f"ROC, AUC = {r['roc_auc']:.4f}")
-        (tn, fp), (fn, tp) = r["confusion_matrix"]
-        ax.plot(fp / (fp + tn), tp / (tp + fn), "o", color="#c62828", label=f"threshold {t:.3g}")
-    else:
-        ax.text(0.5, 0.5, "only one class present:\nno ROC curve", ha="center", va="center")
-    ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (REAL called FAKE)",
-           ylabel="true positive rate (FAKE caught)", title=title)
-    ax.title.set_fontsize(9)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    written.append(_save(fig, folder / PLOT_FILES["roc"]))
-
-    fig = Figure(figsize=(4.8, 4.3), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    cm = np.asarray(r["confusion_matrix"])
-    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    for i in range(2):
-        for j in range(2):
-            ax.text(j, i, f"{cm[i, j]}\n{rows[i, j]:.1%}", ha="center", va="center", fontsize=12,
-                    color="white" if rows[i, j] > 0.5 else "black")
-    ax.set_xticks([0, 1], [f"predicted {LABELS[0]}", f"predicted {LABELS[1]}"])
-    ax.set_yticks([0, 1], [f"true {LABELS[0]}", f"true {LABELS[1]}"])
-    ax.set_title(f"{title}\nthreshold {t:.3g}: accuracy {r['accuracy']:.2%}, F1 {r['f1']:.4f}", fontsize=9)
-    fig.tight_layout()
-    written.append(_save(fig, folder / PLOT_FILES["confusion_matrix"]))
-
-    written.append(_save(_mistakes_figure(result, title), folder / PLOT_FILES["mistakes"]))
-    return written
-
-
-def _mistakes_figure(result: Evaluation, title: str):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from edgedetect.plots import display_name
-
-    t = result.report["threshold"]
     idx = worst_mistakes(result.y, result.p_fake, t)
-    n_wrong = int(((result.p_fake >= t) != (result.y == 1)).sum())
-    cols = max(1, min(4, len(idx)))
-    rows = max(1, math.ceil(len(idx) / cols))
-    fig = Figure(figsize=(max(cols * 2.4, 6.0), rows * 2.75 + 0.8), dpi=110)  # wide enough for the title
-    FigureCanvasAgg(fig)
-    what = (f"the {len(idx)} most confident of {n_wrong} mistakes" if n_wrong else "no mistakes")
-    fig.suptitle(f"{title}\n{what} at threshold {t:.3g}; pixels as the model saw them", fontsize=9)
-    if not len(idx):
-        ax = fig.add_subplot()
-        ax.axis("off")
-        ax.text(0.5, 0.5, "every image classified correctly", ha="center", va="center", fontsize=12)
-    for k, i in enumerate(idx):
-        ax = fig.add_subplot(rows, cols, k + 1)
-        ax.imshow(result.x[i], interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_edgecolor("#c62828")
-            spine.set_linewidth(2.5)
-        ax.set_title(f"true {LABELS[result.y[i]]}, p_fake {result.p_fake[i]:.3f}", fontsize=9, pad=3)
-        name = display_name(result.paths[i])
-        ax.text(0.5, -0.03, name if len(name) <= 26 else name[:11] + "…" + name[-13:], transform=ax.transAxes,
-                ha="center", va="top", fontsize=7, color="#444444")
-    fig.tight_layout()
-    return fig
+    figures = {"roc": draw.roc_figure(result.y, result.p_fake, r, title),
+               "confusion_matrix": draw.confusion_figure(r, title),
+               "mistakes": draw.mistakes_figure(result.x, result.y, result.p_fake, result.paths, idx, t, title)}
+    return [draw.save_figure(fig, folder / PLOT_FILES[name]) for name, fig in figures.items()]
