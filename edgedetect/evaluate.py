@@ -4,9 +4,9 @@ A ``.tflite`` model runs through :class:`edgedetect.runtime.Classifier` (the int
 no TensorFlow); a ``.keras`` model through Keras (imported only then). Both see the arrays
 :func:`edgedetect.data.load_dataset` decodes with the runtime's preprocessing.
 
-The decision threshold is, in order: the one given; one chosen on the dataset's ``val`` split (never on the
-split being evaluated, so never on test); the model's own (the .tflite metadata sidecar, or ``metrics.json``
-of the training run a .keras sits in); 0.5.
+The decision threshold is resolved by :func:`edgedetect.resolve.resolve_threshold`, in order: the one given; one
+chosen on the dataset's ``val`` split (never on the split being evaluated, so never on test); the model's own (the
+.tflite metadata sidecar, or ``metrics.json`` of the training run a .keras sits in); 0.5.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np
 from edgedetect import LABELS
 from edgedetect.errors import EdgeDetectError
 from edgedetect.files import check_writable
+from edgedetect.resolve import resolve_threshold
 from edgedetect.sampling import limit_sample
 
 THRESHOLD_METHODS = ("youden", "f1")
@@ -89,7 +90,7 @@ class Scorer:
         self.model_threshold: tuple[float, str] | None = None
         self.training: dict = {}  # the training run's settings (data, val_fraction, seed), where known
         if suffix == ".tflite":
-            from edgedetect.metadata import read_metadata, sidecar_path
+            from edgedetect.resolve import model_threshold
             from edgedetect.runtime import Classifier
 
             clf = Classifier(model, threads=threads)
@@ -99,8 +100,8 @@ class Scorer:
                                       "answer for it. Score it with `edgedetect predict DIR --json` or "
                                       "benchmarks/generalisation.py (per source, fp32 and int8)")
             self.kind, self.input_size, self.predict = "tflite", clf.input_size, clf.predict
-            if read_metadata(model) is not None:
-                self.model_threshold = (clf.threshold, f"model metadata ({sidecar_path(model).name})")
+            self.model_threshold = model_threshold(clf.metadata, clf.metadata_file)
+            if clf.metadata_file is not None:
                 settings = clf.metadata.training.get("settings") if isinstance(clf.metadata.training, dict) else None
                 self.training = settings if isinstance(settings, dict) else {}
         elif suffix == ".keras":
@@ -223,14 +224,10 @@ def evaluate(cfg: EvalConfig, progress: bool = False) -> Evaluation:
     dataset = load_dataset(cfg.data, scorer.input_size, val_fraction=val_fraction, seed=seed, progress=progress)
     split = _subset(dataset.split(cfg.split), cfg.limit)
 
-    if cfg.threshold is not None:
-        threshold, source = float(cfg.threshold), "--threshold"
-    elif cfg.optimize_threshold is not None:
-        threshold, source = choose_threshold(dataset, cfg.split, cfg.optimize_threshold, scorer.predict, cfg.limit)
-    elif scorer.model_threshold is not None:
-        threshold, source = scorer.model_threshold
-    else:
-        threshold, source = 0.5, "default 0.5 (the model states none)"
+    chosen = None
+    if cfg.threshold is None and cfg.optimize_threshold is not None:
+        chosen = choose_threshold(dataset, cfg.split, cfg.optimize_threshold, scorer.predict, cfg.limit)
+    threshold, source = resolve_threshold(cfg.threshold, chosen, scorer.model_threshold)
 
     p_fake = scorer.predict(split.x)
     report = {"model": str(cfg.model), "data": str(cfg.data), "split": cfg.split,
