@@ -33,7 +33,6 @@ Method, per model:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import math
@@ -43,6 +42,7 @@ import signal
 import threading
 import time
 import traceback
+import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -55,7 +55,7 @@ from PIL import Image, ImageFilter
 
 from edgedetect import __version__
 from edgedetect.data import Scan, archive_kind, classify, default_memory_budget, list_folder
-from edgedetect.errors import EdgeDetectError, ImageError, printable
+from edgedetect.errors import EdgeDetectError, EdgeDetectWarning, ImageError, printable
 from edgedetect.interpreter import find_interpreter, load_interpreter
 from edgedetect.macs import model_macs
 from edgedetect.metrics import binary_metrics
@@ -317,7 +317,8 @@ class _Worker:
                 self.models[model] = (None, np.zeros((self.batch_size, model, model, 3), np.uint8))
             return
         if model not in self.models:
-            with contextlib.redirect_stderr(io.StringIO()):  # run_bench already showed its warnings (no metadata)
+            with warnings.catch_warnings():  # run_bench already showed its warnings (no metadata)
+                warnings.simplefilter("ignore", EdgeDetectWarning)
                 clf = Classifier(model, threads=self.threads, batch_size=self.batch_size)
             batch = np.zeros((self.batch_size, clf.input_size, clf.input_size, 3), np.uint8)
             clf.invoke(batch)  # allocate at the batch size and warm up, outside the timed pass

@@ -42,7 +42,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from edgedetect import LABELS
-from edgedetect.errors import EdgeDetectError, ImageError
+from edgedetect.errors import EdgeDetectError, EdgeDetectWarning, ImageError
 from edgedetect.files import atomic_write
 from edgedetect.listing import IMAGE_SUFFIXES, FileEntry, list_folder
 from edgedetect.listing import wanted as _wanted
@@ -683,7 +683,8 @@ def _read_cache(cache_file: Path):
         return splits, unreadable, unlabelled
     except Exception as e:  # noqa: BLE001 -- zipfile, numpy and pickle-refusal errors: the cache is only a copy
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        warnings.warn(f"{cache_file}: damaged cache file ({detail}); removed, decoding the dataset again", stacklevel=2)
+        warnings.warn(f"{cache_file}: damaged cache file ({detail}); removed, decoding the dataset again",
+                      EdgeDetectWarning, stacklevel=2)
         try:
             cache_file.unlink()
         except OSError:

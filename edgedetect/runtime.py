@@ -8,12 +8,12 @@ dequantized with the tensor's own scale and zero point.
 from __future__ import annotations
 
 import os
-import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from edgedetect.errors import EdgeDetectError
+from edgedetect.errors import EdgeDetectError, EdgeDetectWarning
 from edgedetect.interpreter import find_interpreter, load_interpreter
 from edgedetect.macs import count_macs
 from edgedetect.metadata import ModelMetadata, read_metadata, sidecar_path
@@ -138,8 +138,8 @@ class Classifier:
         self._out_q = _quant_params(self._out)
         self.metadata_file = None if meta is None else sidecar_path(path)
         if meta is None:
-            print(f"warning: {path}: no metadata file beside it ({path.with_suffix('.json').name}); assuming labels "
-                  "REAL/FAKE, threshold 0.5 and raw RGB 0-255 input", file=sys.stderr)
+            warnings.warn(f"{path}: no metadata file beside it ({path.with_suffix('.json').name}); assuming labels "
+                          "REAL/FAKE, threshold 0.5 and raw RGB 0-255 input", EdgeDetectWarning, stacklevel=2)
             meta = ModelMetadata(input_size=self.input_size, precision="unknown", io=self.input_dtype.name)
         self.metadata = meta
         self._batch = shape[0]
