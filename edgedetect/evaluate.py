@@ -252,7 +252,7 @@ def evaluate(cfg: EvalConfig, progress: bool = False) -> Evaluation:
 def _unreadable(dataset, cfg: EvalConfig) -> list[dict]:
     """``[{"path", "error"}]`` for the unreadable files of the splits used: the evaluated one, and val if a
     threshold is chosen on it (train too when val is carved from it, as those files might have been in val)."""
-    from edgedetect.data import NO_SPLIT, classify
+    from edgedetect.layout import NO_SPLIT, classify
 
     used = {cfg.split}
     if cfg.optimize_threshold is not None:

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgedetect.data import Scan, archive_kind, classify, default_memory_budget
+from edgedetect.archives import Scan, archive_kind
+from edgedetect.data import default_memory_budget
 from edgedetect.errors import EdgeDetectError
+from edgedetect.layout import classify
 from edgedetect.listing import list_folder
 from edgedetect.sampling import limit_sample
 
