@@ -32,11 +32,12 @@ def new_figure(figsize: tuple[float, float], dpi: int):
     return fig
 
 
-def save_figure(fig, path: str | os.PathLike) -> Path:
-    """Write ``fig`` to ``path`` atomically, in the format its suffix names (``.png`` when it names none)."""
+def save_figure(fig, path: str | os.PathLike, dpi: float | None = None) -> Path:
+    """Write ``fig`` to ``path`` atomically, in the format its suffix names (``.png`` when it names none), at
+    ``dpi`` [default: the figure's]."""
     path = Path(path)
     buf = io.BytesIO()
-    fig.savefig(buf, format=path.suffix.lower().lstrip(".").replace("jpg", "jpeg") or "png")
+    fig.savefig(buf, format=path.suffix.lower().lstrip(".").replace("jpg", "jpeg") or "png", dpi=dpi or "figure")
     atomic_write_bytes(path, buf.getvalue())
     return path
 
