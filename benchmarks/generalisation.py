@@ -78,7 +78,8 @@ def extract(name: str, work: Path) -> Path:
 
 
 def labelled_files(folder: Path) -> list[tuple[str, int]]:
-    from edgedetect.data import classify, is_image_name
+    from edgedetect.archives import is_image_name
+    from edgedetect.layout import classify
 
     out = []
     for p in sorted(folder.rglob("*")):

@@ -86,6 +86,7 @@ def main() -> None:
 
     from edgedetect.bench import WorkerPool, host_info, load_image_set, usable_cores
     from edgedetect.errors import EdgeDetectError
+    from edgedetect.files import atomic_write_text
     from edgedetect.metrics import binary_metrics
     from edgedetect.runtime import Classifier
 
@@ -150,7 +151,7 @@ def main() -> None:
     }
     text = json.dumps(doc, indent=1)
     if args.out:
-        Path(args.out).write_text(text + "\n", encoding="utf-8")
+        atomic_write_text(args.out, text + "\n")
     print(text)
     host = doc["host"]
     print(f"\n| method | img/s (median of {args.repeats}) | accuracy |\n|---|---:|---:|")

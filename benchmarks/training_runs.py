@@ -20,6 +20,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from edgedetect.evaluate import EvalConfig, evaluate  # noqa: E402
+from edgedetect.files import atomic_write_text  # noqa: E402
 from training.keras_model import KerasScorer  # noqa: E402
 from training.run import Run  # noqa: E402
 
@@ -71,7 +72,7 @@ def main() -> None:
     print(f"\nmeasured {time.strftime('%Y-%m-%d')} on {platform.node() or 'this host'} ({platform.platform()}), "
           f"test data {args.test}")
     if args.json:
-        args.json.write_text(json.dumps(rows, indent=1) + "\n")
+        atomic_write_text(args.json, json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgedetect import LABELS
 from edgedetect.errors import EdgeDetectError, ImageError
+from edgedetect.sampling import balanced_sample, limit_sample
 from training.run import Run
 
 DEFAULT_NUM_CALIB = 300
@@ -49,27 +50,9 @@ class CalibrationSet:
         }
 
 
-def stratified_sample(y: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Sorted indices of ``min(n, len(y))`` items, as equal per class as the classes allow, chosen with ``seed``."""
-    rng = np.random.default_rng(seed)
-    classes = np.unique(y)
-    pools = {c: rng.permutation(np.flatnonzero(y == c)) for c in classes}
-    take = {c: 0 for c in classes}
-    left = min(n, len(y))
-    while left > 0:
-        open_classes = [c for c in classes if take[c] < len(pools[c])]
-        share = max(1, left // len(open_classes))
-        for c in open_classes:
-            add = min(share, len(pools[c]) - take[c], left)
-            take[c] += add
-            left -= add
-            if not left:
-                break
-    return np.sort(np.concatenate([pools[c][: take[c]] for c in classes])) if len(y) else np.zeros(0, int)
-
-
 def _labelled_folder(path: Path) -> bool:
-    from edgedetect.data import classify, list_folder
+    from edgedetect.layout import classify
+    from edgedetect.listing import list_folder
 
     return any(classify(f.relpath)[1] is not None for f in list_folder(path))
 
@@ -81,7 +64,8 @@ def load_calibration(source: str | os.PathLike, input_size: int, n: int, seed: i
     Raises:
         EdgeDetectError: missing source, no images, or an archive without REAL/FAKE class folders.
     """
-    from edgedetect.data import list_folder, load_dataset
+    from edgedetect.data import load_dataset
+    from edgedetect.listing import list_folder
     from edgedetect.preprocess import load_image
 
     path = Path(source)
@@ -92,7 +76,7 @@ def load_calibration(source: str | os.PathLike, input_size: int, n: int, seed: i
         files = [f.path for f in list_folder(path)]  # the one lister: loop-safe, each folder once
         if not files:
             raise EdgeDetectError(f"calibration data {path}: no image files in it")
-        idx = np.sort(np.random.default_rng(seed).permutation(len(files))[:n])
+        idx = limit_sample(len(files), n, seed=seed)
         images = []
         for i in idx:
             try:
@@ -112,7 +96,7 @@ def load_calibration(source: str | os.PathLike, input_size: int, n: int, seed: i
         for other in names[1:]:
             s = dataset.splits[other]
             split = type(split)(np.concatenate([split.x, s.x]), np.concatenate([split.y, s.y]), split.paths + s.paths)
-    idx = stratified_sample(split.y, n, seed)
+    idx = balanced_sample(split.y, n, seed)
     return CalibrationSet(split.x[idx], split.y[idx].astype(int), str(path), split_name, len(split), seed)
 
 
@@ -123,9 +107,9 @@ def load_crop_calibration(sources: list, crop: int, n: int, max_crops: int, seed
     from training.native_data import fixed_crops, load_sources
 
     data, _ = load_sources(list(sources), progress=progress)
-    images = data.subset(stratified_sample(np.asarray(data.y), n, seed))
+    images = data.subset(balanced_sample(np.asarray(data.y), n, seed))
     x, owner, y = fixed_crops(images, crop, max_crops)
-    idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:n])
+    idx = limit_sample(len(x), n, seed=seed)
     calib = CalibrationSet(x[idx], y[owner[idx]].astype(int), ", ".join(map(str, sources)), "all sources", len(data), seed)
     calib.preprocessing = (f"edgedetect.crops.native_crops ({crop}-px crops at native resolution, up to {max_crops} "
                            f"per image), raw RGB 0-255; {n} crops from {len(images)} images")

@@ -1,16 +1,9 @@
-"""Datasets: a folder, a ``.tar.gz``/``.tgz``/``.tar`` or a ``.zip`` holding images in class folders.
+"""Datasets: a folder, a ``.tar.gz``/``.tgz``/``.tar`` or a ``.zip`` holding images in class folders, loaded as arrays.
 
-Recognised layouts (folder names are case-insensitive):
-
-* class folders ``REAL|real|0|nature`` -> REAL and ``FAKE|fake|1|ai`` -> FAKE
-  (CIFAKE ``train/REAL``, the faces set ``train/0``, GenImage ``train/nature`` / ``train/ai``, your own ``REAL``/``FAKE``);
-* optional split folders ``train``, ``val|valid|validate|validation``, ``test`` above (or below) them.
-  Images in bare class folders are training data.
-
-Anything ambiguous is an error that shows what was found: a path under both a REAL and a FAKE folder, or under
-two split folders, or images both inside and outside split folders. Images outside any class folder are
-listed in :attr:`Dataset.unlabelled`; files that cannot be decoded are listed in :attr:`Dataset.unreadable`;
-both are skipped, never silently.
+The source is read by :mod:`edgedetect.archives` and its images are labelled by :mod:`edgedetect.layout` (which
+describes the recognised layouts; anything ambiguous is an error). Images outside any class folder are listed in
+:attr:`Dataset.unlabelled`; files that cannot be decoded are listed in :attr:`Dataset.unreadable`; both are skipped,
+never silently.
 
 When a dataset has no validation split, a deterministic, stratified one is carved from train.
 Images are decoded once with the runtime's :func:`edgedetect.preprocess.load_image` and the uint8 arrays are
@@ -19,6 +12,9 @@ bytes — the input size and the preprocessing; a damaged cache file is removed 
 :data:`FOLDER_CACHE_MIN_IMAGES` images are not cached), so later epochs and runs read from memory. A folder whose
 arrays would exceed the memory budget (:func:`default_memory_budget`) streams instead: its splits are
 :class:`StreamingSplit` objects that decode files on demand.
+
+The names of :mod:`edgedetect.archives`, :mod:`edgedetect.layout` and :func:`edgedetect.listing.list_folder` that
+callers used to import from here are still importable from here.
 """
 
 from __future__ import annotations
@@ -28,332 +24,37 @@ import json
 import os
 import re
 import stat
-import tarfile
 import time
 import warnings
-import zipfile
-import zlib
-from collections import Counter
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
 from edgedetect import LABELS
-from edgedetect.errors import EdgeDetectError, ImageError
-from edgedetect.listing import IMAGE_SUFFIXES, FileEntry, FolderListing, list_images
-from edgedetect.listing import wanted as _wanted
-from edgedetect.preprocess import (MAX_IMAGE_BYTES, PREPROCESSING, SUPPORTED_FORMATS, load_image, read_file,
-                                   too_large)
+from edgedetect.archives import Scan, archive_kind, iter_files, is_image_name, progress_bar, sniff_archive
+from edgedetect.errors import EdgeDetectError, EdgeDetectWarning, ImageError
+from edgedetect.files import atomic_write
+from edgedetect.layout import (CLASS_FOLDERS, NO_SPLIT, SPLIT_FOLDERS, SPLITS, Layout, _check_two_classes, classify,
+                               scan_layout)
+from edgedetect.listing import FileEntry, list_folder
+from edgedetect.preprocess import MAX_IMAGE_BYTES, PREPROCESSING, SUPPORTED_FORMATS, load_image, too_large
+from edgedetect.sampling import stratified_split
 
-CLASS_FOLDERS = {"real": 0, "0": 0, "nature": 0, "fake": 1, "1": 1, "ai": 1}
-SPLIT_FOLDERS = {
-    "train": "train",
-    "val": "val",
-    "valid": "val",
-    "validate": "val",
-    "validation": "val",
-    "test": "test",
-}
-SPLITS = ("train", "val", "test")
-NO_SPLIT = "train"  # images in bare class folders count as training data
+__all__ = [
+    # this module's own
+    "DEFAULT_MEMORY_BUDGET", "FOLDER_CACHE_MIN_IMAGES", "Dataset", "ImageFiles", "SplitArrays", "StreamingSplit",
+    "cache_dir", "carve_validation", "default_memory_budget", "load_dataset",
+    # kept importable from here: edgedetect.archives, edgedetect.layout, edgedetect.listing
+    "Scan", "archive_kind", "is_image_name", "iter_files", "progress_bar", "sniff_archive",
+    "CLASS_FOLDERS", "NO_SPLIT", "SPLITS", "SPLIT_FOLDERS", "Layout", "classify", "scan_layout", "list_folder",
+]
+
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
 # Smaller folders decode in seconds; caching them would only litter the cache with copies of scratch folders.
 FOLDER_CACHE_MIN_IMAGES = 1000
 _CACHE_VERSION = 1
-
-
-def archive_kind(path: Path) -> str:
-    """``folder``, ``tar`` or ``zip``; raises EdgeDetectError for anything else."""
-    name = path.name.lower()
-    if path.is_dir():
-        return "folder"
-    if not path.exists():
-        raise EdgeDetectError(f"{path}: dataset not found (expected a folder, a .tar.gz or a .zip)")
-    if not path.is_file():  # reading a pipe would block, a device never end
-        raise EdgeDetectError(f"{path}: not a regular file (a pipe, socket or device); expected a folder, a .tar.gz "
-                              "or a .zip")
-    if name.endswith((".tar.gz", ".tgz", ".tar")):
-        return "tar"
-    if name.endswith(".zip"):
-        return "zip"
-    raise EdgeDetectError(f"{path}: not a dataset (expected a folder, a .tar.gz/.tgz/.tar or a .zip archive)")
-
-
-def is_image_name(name: str) -> bool:
-    return PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES
-
-
-def list_folder(path: Path) -> FolderListing:
-    """Image files under ``path`` (:func:`edgedetect.listing.list_images`), without pipes and devices named like
-    images (reading one would block); sub-folders that could not be listed are in ``.skipped``."""
-    listing = list_images(path)
-    return FolderListing([f for f in listing if not f.special], listing.skipped, listing.repeats, listing.folders)
-
-
-class Scan:
-    """One pass over a folder or archive, yielding ``(relpath, bytes or None, problem or None)`` per image file.
-
-    ``position`` and ``total`` count bytes of the source (compressed bytes for archives) for a progress bar;
-    ``files`` counts what was yielded.
-    """
-
-    def __init__(self, path: Path, listing: list[FileEntry] | None = None):
-        self.path = path
-        self.kind = archive_kind(path)
-        if self.kind != "folder":
-            self.kind = sniff_archive(path) or self.kind  # the content decides: a zip named .tar.gz is read as a zip
-        if self.kind == "folder" and listing is None:
-            listing = list_folder(path)
-        self.listing = listing
-        self.total = sum(f.size for f in listing) if listing is not None else path.stat().st_size
-        self.position = 0
-        self.files = 0
-
-    def __iter__(self) -> Iterator[tuple[str, bytes | None, str | None]]:
-        if self.kind == "folder":
-            yield from self._folder()
-        elif self.kind == "tar":
-            yield from self._tar()
-        else:
-            yield from self._zip()
-
-    def _folder(self):
-        for relpath, problem in getattr(self.listing, "skipped", ()):
-            self.files += 1
-            yield relpath, None, problem
-        for f in self.listing:
-            try:
-                data, problem = read_file(f.path), None
-            except ImageError as e:
-                data, problem = None, e.problem
-            self.position += f.size
-            self.files += 1
-            yield f.relpath, data, problem
-
-    def _tar(self):
-        try:
-            with open(self.path, "rb") as raw, tarfile.open(fileobj=raw, mode="r:*") as tar:
-                for member in tar:
-                    if not _wanted(member.name) or not (member.isfile() or member.islnk() or member.issym()):
-                        continue
-                    data, problem = None, None
-                    try:
-                        target = tar._find_link_target(member) if (member.islnk() or member.issym()) else member
-                    except KeyError:
-                        problem = f"link to {member.linkname}, which is not a file in the archive"
-                    else:
-                        if target.size > MAX_IMAGE_BYTES:  # refused from the header, before reading a byte of it
-                            problem = too_large(target.size)
-                        elif not target.isfile():
-                            problem = f"link to {member.linkname}, which is not a file in the archive"
-                        else:
-                            data = tar.extractfile(target).read()
-                    self.position = raw.tell()
-                    self.files += 1
-                    yield member.name, data, problem
-        except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
-            raise EdgeDetectError(f"{self.path}: cannot read archive ({_first_line(e)}); check the file, or extract "
-                                  "it and pass the folder") from None
-
-    def _zip(self):
-        try:
-            with zipfile.ZipFile(self.path) as zf:
-                for info in zf.infolist():
-                    if info.is_dir() or not _wanted(info.filename):
-                        continue
-                    data, problem = None, None
-                    if info.flag_bits & 0x1:
-                        problem = "encrypted in the zip; extract it with its password and pass the folder"
-                    elif info.file_size > MAX_IMAGE_BYTES:  # zipfile reads no more than the declared size
-                        problem = too_large(info.file_size)
-                    else:
-                        try:
-                            data = zf.read(info)
-                        except (zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError, EOFError,
-                                OSError) as e:
-                            # one bad member, not a bad archive
-                            problem = f"cannot extract from the zip ({_first_line(e)})"
-                    self.position = info.header_offset + info.compress_size
-                    self.files += 1
-                    yield info.filename, data, problem
-        except (zipfile.BadZipFile, OSError, EOFError) as e:
-            raise EdgeDetectError(f"{self.path}: cannot read archive ({_first_line(e)}); check the file, or extract "
-                                  "it and pass the folder") from None
-
-
-def _first_line(e: BaseException) -> str:
-    lines = str(e).strip().splitlines()
-    return lines[0].rstrip(":") if lines else type(e).__name__
-
-
-def sniff_archive(path: Path) -> str | None:
-    """``tar`` or ``zip`` from the first bytes of ``path`` (gzip, bzip2, xz, plain tar; zip), or None."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(512)
-    except OSError:
-        return None
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return "zip"
-    if head.startswith((b"\x1f\x8b", b"BZh", b"\xfd7zXZ\x00")) or head[257:262] == b"ustar":
-        return "tar"
-    return None
-
-
-def iter_files(path: Path) -> Iterator[tuple[str, bytes]]:
-    """Yield ``(relative posix path, bytes)`` for every image-named file in a folder or archive.
-
-    Files that cannot be read are yielded with ``b""`` bytes, so the caller reports them instead of losing them.
-    """
-    for relpath, data, _ in Scan(Path(path)):
-        yield relpath, data or b""
-
-
-@contextmanager
-def progress_bar(verb: str, scan: Scan, enabled: bool = True) -> Iterator[Callable[[], None]]:
-    """A transient rich bar on stderr following ``scan``; yields ``tick()`` to call after each file."""
-    from rich.console import Console
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-
-    columns = (TextColumn(f"{verb} {scan.path.name}"), BarColumn(), TaskProgressColumn(),
-               TextColumn("{task.fields[files]:,} files"), TimeElapsedColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True, disable=not enabled) as bar:
-        task = bar.add_task("", total=scan.total or None, files=0)
-        last = [0.0]
-
-        def tick() -> None:
-            now = time.monotonic()
-            if now - last[0] > 0.05:  # rich redraws at 10 Hz anyway; updating per file costs more than a header parse
-                last[0] = now
-                bar.update(task, completed=scan.position, files=scan.files)
-
-        yield tick
-        bar.update(task, completed=scan.position, files=scan.files)
-
-
-def _folder_info(parent: str) -> tuple[str | None, int | None, str | None]:
-    """``(split, label, problem)`` for a folder path; ``problem`` says why it is ambiguous."""
-    parts = PurePosixPath(parent).parts
-    classes = [p for p in parts if p.lower() in CLASS_FOLDERS]
-    splits = [p for p in parts if p.lower() in SPLIT_FOLDERS]
-    labels = {CLASS_FOLDERS[p.lower()] for p in classes}
-    split_names = {SPLIT_FOLDERS[p.lower()] for p in splits}
-    if len(labels) > 1:
-        return None, None, f"{parent}/ is under both a REAL and a FAKE folder ({', '.join(classes)})"
-    if len(split_names) > 1:
-        return None, None, f"{parent}/ is under more than one split folder ({', '.join(splits)})"
-    if not labels:
-        return None, None, None
-    return (split_names.pop() if split_names else None), labels.pop(), None
-
-
-def classify(relpath: str) -> tuple[str | None, int | None]:
-    """``(split, label)`` of an image from the folder names in its path; ``None`` where none is recognised.
-
-    The class comes from a class folder anywhere in the path, the split from a split folder anywhere in it;
-    a path with two different classes or splits is ambiguous and gives ``(None, None)``.
-    """
-    split, label, _ = _folder_info(str(PurePosixPath(relpath).parent))
-    return split, label
-
-
-class Layout:
-    """Classifies file paths one by one and collects what makes a layout unusable or ambiguous."""
-
-    def __init__(self) -> None:
-        self.folders: dict[str, tuple[str | None, int | None, str | None]] = {}
-        self.counts: Counter[str] = Counter()  # folder -> files
-        self.unlabelled: list[str] = []
-        self.files = 0
-
-    def add(self, relpath: str) -> tuple[str, int] | None:
-        """``(split, label)`` for a usable image (split defaulting to train); ``None`` when it has no class."""
-        self.files += 1
-        parent = relpath.rpartition("/")[0] or "."
-        info = self.folders.get(parent)
-        if info is None:
-            info = self.folders[parent] = _folder_info(parent)
-        self.counts[parent] += 1
-        split, label, problem = info
-        if label is None:
-            if problem is None:
-                self.unlabelled.append(relpath)
-            return None
-        return split or NO_SPLIT, label
-
-    def class_folders(self) -> dict[str, dict]:
-        """``{folder: {"split", "class", "files"}}`` for every folder that holds labelled images."""
-        return {
-            folder: {"split": split or NO_SPLIT, "class": LABELS[label], "files": self.counts[folder]}
-            for folder, (split, label, _) in sorted(self.folders.items())
-            if label is not None
-        }
-
-    def counts_by_split(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for info in self.class_folders().values():
-            row = out.setdefault(info["split"], dict.fromkeys(LABELS, 0))
-            row[info["class"]] += info["files"]
-        return {s: out[s] for s in SPLITS if s in out}
-
-    def problems(self) -> list[str]:
-        """Why the layout is ambiguous, one sentence each (empty when it is fine)."""
-        out = [problem for _, _, problem in self.folders.values() if problem]
-        inside = {f: n for f, n in self.counts.items() if self.folders[f][1] is not None and self.folders[f][0]}
-        outside = {f: n for f, n in self.counts.items() if self.folders[f][1] is not None and not self.folders[f][0]}
-        if inside and outside:
-            show = lambda d: ", ".join(f"{f}/ ({n})" for f, n in sorted(d.items())[:4]) + (", ..." if len(d) > 4 else "")
-            out.append(f"images both inside split folders ({show(inside)}) and outside them ({show(outside)}); "
-                       "move the loose ones into a split folder (e.g. train/) or remove them")
-        return sorted(out)
-
-    def check(self, source: Path | str) -> None:
-        """Raise EdgeDetectError when there are no images, no class folders, an ambiguity, or a one-class split."""
-        if self.files == 0:
-            raise EdgeDetectError(
-                f"{source}: no image files found (looked for {', '.join(sorted(IMAGE_SUFFIXES))}); "
-                "point at the folder or archive that holds the images"
-            )
-        problems = self.problems()
-        if problems:
-            raise EdgeDetectError(
-                f"{source}: ambiguous layout: {'; '.join(problems[:5])}"
-                + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
-                + ". Each image must sit under exactly one class folder (REAL|real|0|nature or FAKE|fake|1|ai) "
-                "and at most one split folder (train|val|valid|validate|validation|test)."
-            )
-        counts = self.counts_by_split()
-        if not counts:
-            found = ", ".join(sorted({str(PurePosixPath(p).parent) + "/" for p in self.unlabelled})[:8])
-            raise EdgeDetectError(
-                f"{source}: no class folders found (found: {found}). Put images in REAL/FAKE (or real/fake, 0/1, "
-                "nature/ai) folders, optionally under train/val/test."
-            )
-        _check_two_classes(source, counts)
-
-
-def _check_two_classes(source, counts: dict[str, dict[str, int]]) -> None:
-    for name, row in counts.items():
-        if min(row.values()) == 0:
-            raise EdgeDetectError(
-                f"{source}: split '{name}' has only one class ({row}); a detector needs both REAL and FAKE images."
-            )
-
-
-def scan_layout(path: str | os.PathLike) -> Layout:
-    """Classify a dataset's files by name only (no decoding); for folders this costs a directory listing."""
-    layout = Layout()
-    path = Path(path)
-    if archive_kind(path) == "folder":
-        for f in list_folder(path):
-            layout.add(f.relpath)
-    else:
-        for relpath, _, _ in Scan(path):
-            layout.add(relpath)
-    return layout
 
 
 @dataclass
@@ -464,18 +165,11 @@ class Dataset:
 
 
 def carve_validation(train: SplitArrays, fraction: float, seed: int) -> tuple[SplitArrays, SplitArrays]:
-    """Deterministic, stratified ``(train, val)`` split of ``train``."""
+    """Deterministic, stratified ``(train, val)`` split of ``train`` (:func:`edgedetect.sampling.stratified_split`)."""
     if not 0.0 < fraction < 1.0:
         raise EdgeDetectError(f"--val-fraction must be between 0 and 1 (exclusive); received {fraction}")
-    rng = np.random.default_rng(seed)
-    val_idx = []
-    for label in (0, 1):
-        idx = np.flatnonzero(train.y == label)
-        n_val = int(round(fraction * len(idx)))
-        val_idx.append(rng.permutation(idx)[:n_val])
-    is_val = np.zeros(len(train), bool)
-    is_val[np.concatenate(val_idx)] = True
-    return train.subset(np.flatnonzero(~is_val)), train.subset(np.flatnonzero(is_val))
+    kept, held = stratified_split(train.y, fraction, seed)
+    return train.subset(kept), train.subset(held)
 
 
 def cache_dir() -> Path:
@@ -695,7 +389,8 @@ def _read_cache(cache_file: Path):
         return splits, unreadable, unlabelled
     except Exception as e:  # noqa: BLE001 -- zipfile, numpy and pickle-refusal errors: the cache is only a copy
         detail = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        warnings.warn(f"{cache_file}: damaged cache file ({detail}); removed, decoding the dataset again", stacklevel=2)
+        warnings.warn(f"{cache_file}: damaged cache file ({detail}); removed, decoding the dataset again",
+                      EdgeDetectWarning, stacklevel=2)
         try:
             cache_file.unlink()
         except OSError:
@@ -733,16 +428,10 @@ def _write_cache(cache_file: Path, splits: dict[str, SplitArrays], unreadable: l
         payload.update({f"x_{name}": s.x, f"y_{name}": s.y, f"paths_{name}": np.array(s.paths)})
     payload["unreadable"] = np.array(unreadable, dtype=str).reshape(-1, 2)
     payload["unlabelled"] = np.array(unlabelled, dtype=str)
-    tmp = cache_file.with_suffix(f".tmp{os.getpid()}.npz")
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(cache_file.parent)
-        np.savez(tmp, **payload)
-        os.replace(tmp, cache_file)
-    except BaseException as e:  # interrupted or failed: no half-written copy stays behind
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
-        if not isinstance(e, OSError):  # a cache that cannot be written only costs time; Ctrl-C still stops
-            raise
+        # The pid in the temporary's name lets a later run tell a dead writer's leftover from a live one's file.
+        atomic_write(cache_file, lambda tmp: np.savez(tmp, **payload), suffix=f".tmp{os.getpid()}.npz")
+    except (OSError, EdgeDetectError):  # a cache that cannot be written only costs time; Ctrl-C still stops
+        pass

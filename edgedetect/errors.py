@@ -23,6 +23,13 @@ class ImageError(EdgeDetectError):
         super().__init__(problem if self.path is None else f"{self.path}: {problem}")
 
 
+class EdgeDetectWarning(UserWarning):
+    """Something the user should know that does not stop the work (a model without metadata, a damaged cache).
+
+    Library code emits it with :func:`warnings.warn`, never prints; the CLI shows each as one ``warning:`` line.
+    """
+
+
 class WriteError(EdgeDetectError, OSError):
     """An output file that could not be written (disk full, a file-size limit): the user's to fix, and still an
     OSError for callers that catch those."""

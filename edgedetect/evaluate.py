@@ -5,15 +5,13 @@ no TensorFlow); a ``.keras`` model through the scorer passed in (``training.kera
 runtime module never imports training code or Keras). Both see the arrays :func:`edgedetect.data.load_dataset`
 decodes with the runtime's preprocessing.
 
-The decision threshold is, in order: the one given; one chosen on the dataset's ``val`` split (never on the
-split being evaluated, so never on test); the model's own (the .tflite metadata sidecar, or ``metrics.json``
-of the training run a .keras sits in); 0.5.
+The decision threshold is resolved by :func:`edgedetect.resolve.resolve_threshold`, in order: the one given; one
+chosen on the dataset's ``val`` split (never on the split being evaluated, so never on test); the model's own (the
+.tflite metadata sidecar, or ``metrics.json`` of the training run a .keras sits in); 0.5.
 """
 
 from __future__ import annotations
 
-import io
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,9 @@ import numpy as np
 
 from edgedetect import LABELS
 from edgedetect.errors import EdgeDetectError
-from edgedetect.files import atomic_write_bytes, check_writable
+from edgedetect.files import check_writable
+from edgedetect.resolve import resolve_threshold
+from edgedetect.sampling import limit_sample
 
 THRESHOLD_METHODS = ("youden", "f1")
 _METHOD_NAMES = {"youden": "Youden's J (max TPR - FPR)", "f1": "best F1"}
@@ -45,7 +45,8 @@ class EvalConfig:
         optimize_threshold: choose the threshold on the val split: "youden" or "f1" (None: don't).
         plots: folder for the ROC curve, confusion matrix and worst-mistakes pictures (None: no pictures).
         force: replace pictures already in ``plots`` (without it, an existing one is an error before any work).
-        limit: score at most this many images of each split used (a seeded random subset).
+        limit: score at most this many images of each split used (:func:`edgedetect.sampling.limit_sample`: a
+            seeded random subset, each class keeping its share).
         val_fraction: share of train carved into val when the data has none. None: the training run's when the
             data is the model's own training data (so the carve is the same and no training image lands in
             val), else 0.1.
@@ -104,7 +105,7 @@ class TFLiteScorer:
         if suffix != ".tflite":
             raise EdgeDetectError(f"{model}: unsupported model type {suffix or '(no suffix)'!r}; "
                                   "evaluate takes a .keras (from `edgedetect train`) or a .tflite file")
-        from edgedetect.metadata import read_metadata, sidecar_path
+        from edgedetect.resolve import model_threshold
         from edgedetect.runtime import Classifier
 
         clf = Classifier(model, threads=threads)
@@ -114,10 +115,9 @@ class TFLiteScorer:
                                   "answer for it. Score it with `edgedetect predict DIR --json` or "
                                   "benchmarks/generalisation.py (per source, fp32 and int8)")
         self.input_size, self.predict = clf.input_size, clf.predict
-        self.model_threshold: tuple[float, str] | None = None
+        self.model_threshold = model_threshold(clf.metadata, clf.metadata_file)
         self.training: dict = {}  # the training run's settings (data, val_fraction, seed), where known
-        if read_metadata(model) is not None:
-            self.model_threshold = (clf.threshold, f"model metadata ({sidecar_path(model).name})")
+        if clf.metadata_file is not None:
             settings = clf.metadata.training.get("settings") if isinstance(clf.metadata.training, dict) else None
             self.training = settings if isinstance(settings, dict) else {}
 
@@ -125,7 +125,7 @@ class TFLiteScorer:
 def _subset(split, n: int | None):
     if n is None or n >= len(split):
         return split
-    return split.subset(np.sort(np.random.default_rng(0).permutation(len(split))[:n]))
+    return split.subset(limit_sample(len(split), n, split.y))
 
 
 def _same_file(a, b) -> bool:
@@ -211,14 +211,10 @@ def evaluate(cfg: EvalConfig, progress: bool = False, scorer=None) -> Evaluation
     dataset = load_dataset(cfg.data, scorer.input_size, val_fraction=val_fraction, seed=seed, progress=progress)
     split = _subset(dataset.split(cfg.split), cfg.limit)
 
-    if cfg.threshold is not None:
-        threshold, source = float(cfg.threshold), "--threshold"
-    elif cfg.optimize_threshold is not None:
-        threshold, source = choose_threshold(dataset, cfg.split, cfg.optimize_threshold, scorer.predict, cfg.limit)
-    elif scorer.model_threshold is not None:
-        threshold, source = scorer.model_threshold
-    else:
-        threshold, source = 0.5, "default 0.5 (the model states none)"
+    chosen = None
+    if cfg.threshold is None and cfg.optimize_threshold is not None:
+        chosen = choose_threshold(dataset, cfg.split, cfg.optimize_threshold, scorer.predict, cfg.limit)
+    threshold, source = resolve_threshold(cfg.threshold, chosen, scorer.model_threshold)
 
     p_fake = scorer.predict(split.x)
     report = {"model": str(cfg.model), "data": str(cfg.data), "split": cfg.split,
@@ -243,7 +239,7 @@ def evaluate(cfg: EvalConfig, progress: bool = False, scorer=None) -> Evaluation
 def _unreadable(dataset, cfg: EvalConfig) -> list[dict]:
     """``[{"path", "error"}]`` for the unreadable files of the splits used: the evaluated one, and val if a
     threshold is chosen on it (train too when val is carved from it, as those files might have been in val)."""
-    from edgedetect.data import NO_SPLIT, classify
+    from edgedetect.layout import NO_SPLIT, classify
 
     used = {cfg.split}
     if cfg.optimize_threshold is not None:
@@ -277,23 +273,13 @@ def _check_plot_dir(path: Path, force: bool = False) -> None:
             check_writable(path / name, force)
 
 
-def _save(fig, path: Path) -> Path:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
 def write_plots(result: Evaluation, folder: str | os.PathLike, force: bool = False) -> list[Path]:
     """Write ``roc.png``, ``confusion_matrix.png`` and ``worst_mistakes.png`` into ``folder`` (atomically each).
 
     Raises:
         EdgeDetectError: ``folder`` cannot be written, or already holds one of them (without ``force``).
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from edgedetect.metrics import roc_curve
+    from edgedetect import plots as draw
 
     folder = Path(folder)
     _check_plot_dir(folder, force)
@@ -301,77 +287,8 @@ def write_plots(result: Evaluation, folder: str | os.PathLike, force: bool = Fal
     r = result.report
     t = r["threshold"]
     title = f"{Path(r['model']).name} on {Path(r['data']).name} [{r['split']}], n={r['n']}"
-    written = []
-
-    fig = Figure(figsize=(5.2, 5.2), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    if r["roc_auc"] is not None:
-        fpr, tpr, _ = roc_curve(result.y, result.p_fake)
-        ax.plot(fpr, tpr, lw=2, label=f"ROC, AUC = {r['roc_auc']:.4f}")
-        (tn, fp), (fn, tp) = r["confusion_matrix"]
-        ax.plot(fp / (fp + tn), tp / (tp + fn), "o", color="#c62828", label=f"threshold {t:.3g}")
-    else:
-        ax.text(0.5, 0.5, "only one class present:\nno ROC curve", ha="center", va="center")
-    ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (REAL called FAKE)",
-           ylabel="true positive rate (FAKE caught)", title=title)
-    ax.title.set_fontsize(9)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right")
-    fig.tight_layout()
-    written.append(_save(fig, folder / PLOT_FILES["roc"]))
-
-    fig = Figure(figsize=(4.8, 4.3), dpi=110)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    cm = np.asarray(r["confusion_matrix"])
-    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
-    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
-    for i in range(2):
-        for j in range(2):
-            ax.text(j, i, f"{cm[i, j]}\n{rows[i, j]:.1%}", ha="center", va="center", fontsize=12,
-                    color="white" if rows[i, j] > 0.5 else "black")
-    ax.set_xticks([0, 1], [f"predicted {LABELS[0]}", f"predicted {LABELS[1]}"])
-    ax.set_yticks([0, 1], [f"true {LABELS[0]}", f"true {LABELS[1]}"])
-    ax.set_title(f"{title}\nthreshold {t:.3g}: accuracy {r['accuracy']:.2%}, F1 {r['f1']:.4f}", fontsize=9)
-    fig.tight_layout()
-    written.append(_save(fig, folder / PLOT_FILES["confusion_matrix"]))
-
-    written.append(_save(_mistakes_figure(result, title), folder / PLOT_FILES["mistakes"]))
-    return written
-
-
-def _mistakes_figure(result: Evaluation, title: str):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from edgedetect.plots import display_name
-
-    t = result.report["threshold"]
     idx = worst_mistakes(result.y, result.p_fake, t)
-    n_wrong = int(((result.p_fake >= t) != (result.y == 1)).sum())
-    cols = max(1, min(4, len(idx)))
-    rows = max(1, math.ceil(len(idx) / cols))
-    fig = Figure(figsize=(max(cols * 2.4, 6.0), rows * 2.75 + 0.8), dpi=110)  # wide enough for the title
-    FigureCanvasAgg(fig)
-    what = (f"the {len(idx)} most confident of {n_wrong} mistakes" if n_wrong else "no mistakes")
-    fig.suptitle(f"{title}\n{what} at threshold {t:.3g}; pixels as the model saw them", fontsize=9)
-    if not len(idx):
-        ax = fig.add_subplot()
-        ax.axis("off")
-        ax.text(0.5, 0.5, "every image classified correctly", ha="center", va="center", fontsize=12)
-    for k, i in enumerate(idx):
-        ax = fig.add_subplot(rows, cols, k + 1)
-        ax.imshow(result.x[i], interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for spine in ax.spines.values():
-            spine.set_edgecolor("#c62828")
-            spine.set_linewidth(2.5)
-        ax.set_title(f"true {LABELS[result.y[i]]}, p_fake {result.p_fake[i]:.3f}", fontsize=9, pad=3)
-        name = display_name(result.paths[i])
-        ax.text(0.5, -0.03, name if len(name) <= 26 else name[:11] + "…" + name[-13:], transform=ax.transAxes,
-                ha="center", va="top", fontsize=7, color="#444444")
-    fig.tight_layout()
-    return fig
+    figures = {"roc": draw.roc_figure(result.y, result.p_fake, r, title),
+               "confusion_matrix": draw.confusion_figure(r, title),
+               "mistakes": draw.mistakes_figure(result.x, result.y, result.p_fake, result.paths, idx, t, title)}
+    return [draw.save_figure(fig, folder / PLOT_FILES[name]) for name, fig in figures.items()]

@@ -218,8 +218,8 @@ class Explainer:
     def __init__(self, classifier: Classifier, patch: int | None = None, stride: int | None = None,
                  fill: str = "blur", threshold: float | None = None):
         self.clf = classifier
-        self.threshold = classifier.threshold if threshold is None else float(threshold)
-        self.mode = (classifier.metadata.preprocessing or {}).get("mode", "resize")
+        self.threshold = classifier.resolve_threshold(threshold).value
+        self.mode = classifier.mode
         if self.mode not in ("resize", "crops"):
             raise EdgeDetectError(f"{classifier.path}: preprocessing mode {self.mode!r} in its metadata is not one "
                                   "explain knows (resize, crops)")

@@ -1,10 +1,14 @@
-"""File helpers shared by every command: atomic writes and no silent overwrites."""
+"""File helpers shared by every command: atomic writes and no silent overwrites.
+
+Every file edgedetect writes goes through :func:`atomic_write` (or its bytes and text forms).
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 from edgedetect.errors import EdgeDetectError, WriteError
 
@@ -34,25 +38,28 @@ def check_writable(path: Path, force: bool = False, option: str | None = None,
         raise EdgeDetectError(f"{label}: output folder {parent} is not writable")
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename.
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], None], suffix: str = ".tmp") -> None:
+    """Have ``write(tmp)`` write a temporary file in ``path``'s folder, then rename it to ``path``.
 
-    Readers never see a half-written file, and an interrupted write leaves the old file (if any) intact.
+    Readers never see a half-written file, and an interrupted or failed write leaves the old file (if any) intact
+    and no temporary behind. ``suffix`` ends the temporary's name (writers such as ``numpy.savez`` add their own
+    suffix to a name without it).
 
     Raises:
-        EdgeDetectError: ``path`` is a pipe, socket or device, or the write failed (disk full, file-size limit).
+        EdgeDetectError: ``path`` is a pipe, socket or device, or the write failed (disk full, file-size limit;
+            a :class:`WriteError`, which is an OSError too).
     """
     path = Path(path)
     if path.exists() and not path.is_file() and not path.is_dir():
         raise EdgeDetectError(f"{path}: exists and is not a regular file (a pipe, socket or device); nothing was "
                               "written")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+        os.close(fd)
     except OSError as e:
         raise WriteError(f"{path}: cannot write ({e.strerror or e}); nothing was written") from None
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        write(Path(tmp))
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException as e:
@@ -61,6 +68,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             raise WriteError(f"{path}: cannot write ({e.strerror or e}); nothing was written, any file "
                              "there before is unchanged") from None
         raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Sequence
 
 from edgedetect import LABELS
-from edgedetect.data import SPLITS, Layout, Scan, progress_bar
+from edgedetect.archives import Scan, progress_bar
 from edgedetect.errors import ImageError, printable
+from edgedetect.layout import SPLITS, Layout
 
 
 def _header(data: bytes) -> tuple[int, int, str, str, int | None]:

@@ -1,6 +1,7 @@
 """The one way to list image files under a folder, used by predict, bench, inspect, datasets and calibration.
 
-Rules, the same for every command:
+:func:`list_images` is the walk; :func:`list_folder` is what reads the files it lists (datasets, bench,
+calibration); :func:`glob_images` matches patterns over the same walk. Rules, the same for every command:
 
 * image files are named ``*.jpg|jpeg|png|webp|bmp|gif|tif|tiff`` (any case); macOS ``._*`` resource forks and
   ``__MACOSX/`` copies are not images;
@@ -9,7 +10,7 @@ Rules, the same for every command:
 * a sub-folder that cannot be listed (permissions) is reported in :attr:`FolderListing.skipped` and the rest is
   listed; only an unreadable top folder is an error;
 * dangling symlinks and special files (pipes, devices) named like images are listed, flagged, so that the caller
-  reports them instead of losing them.
+  reports them instead of losing them; :func:`list_folder` leaves the special ones out (reading one would block).
 """
 
 from __future__ import annotations
@@ -118,6 +119,13 @@ def list_images(root: str | os.PathLike, max_depth: int | None = None, all_files
                     found.append(FileEntry(rel, Path(entry.path), 0, 0))
     found.sort(key=lambda f: f.relpath)
     return FolderListing(found, sorted(skipped), sorted(repeats), sorted(folders))
+
+
+def list_folder(path: str | os.PathLike) -> FolderListing:
+    """:func:`list_images` without pipes and devices named like images (reading one would block): the files a
+    dataset, the bench or a calibration set reads. Sub-folders that could not be listed are in ``.skipped``."""
+    listing = list_images(path)
+    return FolderListing([f for f in listing if not f.special], listing.skipped, listing.repeats, listing.folders)
 
 
 def _matches(pattern: list[str], parts: list[str]) -> bool:

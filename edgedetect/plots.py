@@ -1,4 +1,8 @@
-"""Pictures of predictions: the images in a grid, each titled with its label, p_fake and the threshold."""
+"""Every picture edgedetect draws, and the one way it saves one (:func:`save_figure`).
+
+Predictions in a grid (``predict --plot``), an evaluation's ROC curve, confusion matrix and worst mistakes
+(``evaluate --plots``). Figures are matplotlib ``Figure`` objects with an Agg canvas (no pyplot state).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import math
 import os
 from pathlib import Path
 
+import numpy as np
+
 from edgedetect.errors import EdgeDetectError
 from edgedetect.files import atomic_write_bytes, check_writable
 
@@ -14,6 +20,26 @@ MAX_PLOT_IMAGES = 64
 PLOT_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 _THUMB = 256  # longest side of each shown image; the originals may be huge
 _COLORS = {"FAKE": "#c62828", "REAL": "#2e7d32"}
+
+
+def new_figure(figsize: tuple[float, float], dpi: int):
+    """A matplotlib Figure with its own Agg canvas (drawable and savable without pyplot)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=dpi)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: float | None = None) -> Path:
+    """Write ``fig`` to ``path`` atomically, in the format its suffix names (``.png`` when it names none), at
+    ``dpi`` [default: the figure's]."""
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format=path.suffix.lower().lstrip(".").replace("jpg", "jpeg") or "png", dpi=dpi or "figure")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
 
 
 def require_matplotlib(option: str = "--plot") -> None:
@@ -62,10 +88,6 @@ def plot_predictions(results: list[dict], out: str | os.PathLike, title: str = "
     Returns:
         The number of images drawn.
     """
-    import numpy as np
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     from edgedetect.preprocess import open_image
 
     out = Path(out)
@@ -88,8 +110,7 @@ def plot_predictions(results: list[dict], out: str | os.PathLike, title: str = "
     cols = min(8, math.ceil(math.sqrt(n)) if n <= 16 else 8)
     rows = math.ceil(n / cols)
     tile = 2.2 if n > 1 else 4.0
-    fig = Figure(figsize=(cols * tile, rows * (tile + 0.35) + 0.6), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure((cols * tile, rows * (tile + 0.35) + 0.6), 100)
     heading = title
     if classified > len(shown):
         heading += f"\nshowing the first {len(shown)} of {classified} classified images"
@@ -119,10 +140,84 @@ def plot_predictions(results: list[dict], out: str | os.PathLike, title: str = "
             spine.set_edgecolor(color)
             spine.set_linewidth(3)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format=out.suffix.lower().lstrip(".").replace("jpg", "jpeg"))
-    atomic_write_bytes(out, buf.getvalue())
+    save_figure(fig, out)
     return len(shown)
+
+
+def roc_figure(y: np.ndarray, p_fake: np.ndarray, report: dict, title: str):
+    """The ROC curve with the operating point of ``report`` (its threshold, roc_auc and confusion_matrix)."""
+    from edgedetect.metrics import roc_curve
+
+    t = report["threshold"]
+    fig = new_figure((5.2, 5.2), 110)
+    ax = fig.add_subplot()
+    if report["roc_auc"] is not None:
+        fpr, tpr, _ = roc_curve(y, p_fake)
+        ax.plot(fpr, tpr, lw=2, label=f"ROC, AUC = {report['roc_auc']:.4f}")
+        (tn, fp), (fn, tp) = report["confusion_matrix"]
+        ax.plot(fp / (fp + tn), tp / (tp + fn), "o", color="#c62828", label=f"threshold {t:.3g}")
+    else:
+        ax.text(0.5, 0.5, "only one class present:\nno ROC curve", ha="center", va="center")
+    ax.plot([0, 1], [0, 1], ":", color="grey", lw=1)
+    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (REAL called FAKE)",
+           ylabel="true positive rate (FAKE caught)", title=title)
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def confusion_figure(report: dict, title: str):
+    """The confusion matrix of ``report``, counts and row shares, titled with its threshold, accuracy and F1."""
+    from edgedetect import LABELS
+
+    t = report["threshold"]
+    fig = new_figure((4.8, 4.3), 110)
+    ax = fig.add_subplot()
+    cm = np.asarray(report["confusion_matrix"])
+    rows = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    ax.imshow(rows, cmap="Blues", vmin=0, vmax=1)
+    for i in range(2):
+        for j in range(2):
+            ax.text(j, i, f"{cm[i, j]}\n{rows[i, j]:.1%}", ha="center", va="center", fontsize=12,
+                    color="white" if rows[i, j] > 0.5 else "black")
+    ax.set_xticks([0, 1], [f"predicted {LABELS[0]}", f"predicted {LABELS[1]}"])
+    ax.set_yticks([0, 1], [f"true {LABELS[0]}", f"true {LABELS[1]}"])
+    ax.set_title(f"{title}\nthreshold {t:.3g}: accuracy {report['accuracy']:.2%}, F1 {report['f1']:.4f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def mistakes_figure(x: np.ndarray, y: np.ndarray, p_fake: np.ndarray, paths: list[str], idx: np.ndarray,
+                    threshold: float, title: str):
+    """The images ``idx`` (the worst mistakes, most confident first) as the model saw them, framed in red."""
+    from edgedetect import LABELS
+
+    n_wrong = int(((p_fake >= threshold) != (y == 1)).sum())
+    cols = max(1, min(4, len(idx)))
+    rows = max(1, math.ceil(len(idx) / cols))
+    fig = new_figure((max(cols * 2.4, 6.0), rows * 2.75 + 0.8), 110)  # wide enough for the title
+    what = (f"the {len(idx)} most confident of {n_wrong} mistakes" if n_wrong else "no mistakes")
+    fig.suptitle(f"{title}\n{what} at threshold {threshold:.3g}; pixels as the model saw them", fontsize=9)
+    if not len(idx):
+        ax = fig.add_subplot()
+        ax.axis("off")
+        ax.text(0.5, 0.5, "every image classified correctly", ha="center", va="center", fontsize=12)
+    for k, i in enumerate(idx):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        ax.imshow(x[i], interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_edgecolor("#c62828")
+            spine.set_linewidth(2.5)
+        ax.set_title(f"true {LABELS[y[i]]}, p_fake {p_fake[i]:.3f}", fontsize=9, pad=3)
+        name = display_name(paths[i])
+        ax.text(0.5, -0.03, name if len(name) <= 26 else name[:11] + "…" + name[-13:], transform=ax.transAxes,
+                ha="center", va="top", fontsize=7, color="#444444")
+    fig.tight_layout()
+    return fig
 
 
 def place_labels(anchors, sizes, radii, bounds, obstacles=(), gap: float = 4.0) -> list[tuple[float, float]]:
@@ -143,8 +238,6 @@ def place_labels(anchors, sizes, radii, bounds, obstacles=(), gap: float = 4.0) 
     Returns:
         ``(dx, dy)`` per label: the offset of the label's centre from its point.
     """
-    import numpy as np
-
     def overlap(a, b) -> float:
         return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 

@@ -26,6 +26,7 @@ from edgedetect import LABELS
 from edgedetect.errors import EdgeDetectError, ImageError
 from edgedetect.listing import IMAGE_SUFFIXES, glob_images, list_images
 from edgedetect.preprocess import open_image
+from edgedetect.resolve import resolve_threshold
 from edgedetect.runtime import Classifier
 
 DEFAULT_MANIFEST = "default.json"  # in the edgedetect.models package: {"model": "<file>.tflite"}
@@ -191,7 +192,7 @@ def predict_files(
         for i, arrays, info in items:
             p_crops = p_all[start : start + len(arrays)]
             start += len(arrays)
-            t = model.threshold if threshold is None else float(threshold)
+            t = model.resolve_threshold(threshold).value
             results[i] = _result(str(files[i]), model.combine(p_crops), t, model=model, info=info)
 
     for i, path in enumerate(files):
@@ -200,7 +201,7 @@ def predict_files(
             model = classifier.pick(*img.size)
             arrays, info = model.inputs_for(img)
         except ImageError as e:
-            results[i] = _result(str(path), None, 0.5 if threshold is None else float(threshold), e.problem)
+            results[i] = _result(str(path), None, resolve_threshold(threshold).value, e.problem)
             continue
         pending.setdefault(model, []).append((i, arrays, info))
         counts[model] = counts.get(model, 0) + len(arrays)
@@ -214,7 +215,7 @@ def predict_files(
     if progress:
         progress(len(files), len(files))
     out = [r for r in results if r is not None]
-    out.extend(_result(arg, None, 0.5 if threshold is None else float(threshold), problem) for arg, problem in problems)
+    out.extend(_result(arg, None, resolve_threshold(threshold).value, problem) for arg, problem in problems)
     return out
 
 

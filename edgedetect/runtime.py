@@ -8,16 +8,17 @@ dequantized with the tensor's own scale and zero point.
 from __future__ import annotations
 
 import os
-import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from edgedetect.errors import EdgeDetectError
+from edgedetect.errors import EdgeDetectError, EdgeDetectWarning
 from edgedetect.interpreter import find_interpreter, load_interpreter
 from edgedetect.macs import count_macs
-from edgedetect.metadata import ModelMetadata, read_metadata
+from edgedetect.metadata import ModelMetadata, read_metadata, sidecar_path
 from edgedetect.model_check import check_io_types, check_model, check_threads, probe_model, read_model_file
+from edgedetect.resolve import Threshold, model_threshold, resolve_input_size, resolve_mode, resolve_threshold
 
 DEFAULT_BATCH = 256
 
@@ -45,7 +46,7 @@ def domain_warning(meta: ModelMetadata, size, padded: bool = False) -> str | Non
                 "never saw in training; the answer is unreliable")
     trained = (meta.training or {}).get("image_sizes") or {}
     longest = (trained.get("long_side") or [None, None, None])[2]
-    if meta.preprocessing.get("mode", "resize") == "resize":
+    if resolve_mode(meta) == "resize":
         longest = longest or meta.input_size
         if min(w, h) > OUT_OF_DOMAIN_FACTOR * longest:
             return (f"{w}x{h} px resized to {meta.input_size} px for a model trained on images of at most "
@@ -129,30 +130,33 @@ class Classifier:
             shape_out = [int(d) for d in self._out["shape"]]
             raise EdgeDetectError(f"{path}: not a binary detector: output shape {shape_out}, "
                                   "expected one score (p_fake) per image")
-        self.input_size = shape[1]
+        meta = read_metadata(path)
+        self.input_size = resolve_input_size(path, meta, shape[1])
         self.input_dtype = np.dtype(self._in["dtype"])
         self.output_dtype = np.dtype(self._out["dtype"])
         self._in_q = _quant_params(self._in)
         self._out_q = _quant_params(self._out)
-        meta = read_metadata(path)
+        self.metadata_file = None if meta is None else sidecar_path(path)
         if meta is None:
-            print(f"warning: {path}: no metadata file beside it ({path.with_suffix('.json').name}); assuming labels "
-                  "REAL/FAKE, threshold 0.5 and raw RGB 0-255 input", file=sys.stderr)
+            warnings.warn(f"{path}: no metadata file beside it ({path.with_suffix('.json').name}); assuming labels "
+                          "REAL/FAKE, threshold 0.5 and raw RGB 0-255 input", EdgeDetectWarning, stacklevel=2)
             meta = ModelMetadata(input_size=self.input_size, precision="unknown", io=self.input_dtype.name)
-        elif meta.input_size != self.input_size:
-            raise EdgeDetectError(f"{path}: metadata says input size {meta.input_size} but the model takes "
-                                  f"{self.input_size}; the .json beside it belongs to another model")
         self.metadata = meta
         self._batch = shape[0]
 
+    def resolve_threshold(self, option: float | None = None) -> Threshold:
+        """The threshold to use with this model: ``option`` > its metadata's > 0.5 (:mod:`edgedetect.resolve`)."""
+        return resolve_threshold(option, model=model_threshold(self.metadata, self.metadata_file))
+
     @property
     def threshold(self) -> float:
-        return float(self.metadata.threshold)
+        """The model's own threshold (its metadata's, else 0.5)."""
+        return self.resolve_threshold().value
 
     @property
     def mode(self) -> str:
         """``resize`` (the whole image, resized to the input size) or ``crops`` (native-resolution crops)."""
-        return self.metadata.preprocessing.get("mode", "resize")
+        return resolve_mode(self.metadata)
 
     def inputs_for(self, img) -> tuple[np.ndarray, dict]:
         """The model's inputs for one decoded RGB image: uint8 ``(N, S, S, 3)`` and what was done to make them.

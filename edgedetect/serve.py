@@ -74,7 +74,7 @@ def input_domain(clf) -> dict:
         data_name = " + ".join(map(str, sources))
     else:
         data_name = Path(str(data)).name if isinstance(data, str) and data else "unknown data"
-    mode = (meta.preprocessing or {}).get("mode", "resize")
+    mode = clf.mode
     if mode == "crops":
         how = f"scores up to {meta.preprocessing.get('max_crops', 16)} {size}x{size} crops of the image at its own resolution"
     else:

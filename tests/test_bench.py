@@ -15,6 +15,7 @@ from PIL import Image
 
 from conftest import CIFAKE_TEST, REPO, TF_BLOCKER, TINY_SIZE, needs_shared_data, write_image_folder
 from edgedetect import bench
+from edgedetect.bench import run as bench_run
 from edgedetect.bench import (BenchConfig, family_reference, load_image_set, load_perturbed, parse_perturbations,
                               run_bench)
 from edgedetect.errors import EdgeDetectError
@@ -105,7 +106,7 @@ def test_options_that_need_data_say_so(tiny_tflite):
 
 
 def test_no_models_and_none_shipped_is_one_clear_error(monkeypatch):
-    monkeypatch.setattr(bench, "shipped_models", lambda: [])
+    monkeypatch.setattr(bench_run, "shipped_models", lambda: [])
     with pytest.raises(EdgeDetectError, match="no models given and no shipped models in .*; pass .tflite files"):
         run_bench(BenchConfig())
 

@@ -17,7 +17,7 @@ from conftest import TINY_SIZE, synthetic_images, write_image_folder
 
 pytest.importorskip("tensorflow")
 
-from conversion.calibration import stratified_sample  # noqa: E402
+from edgedetect.sampling import balanced_sample  # noqa: E402
 from conversion.convert import ConversionConfig, convert  # noqa: E402
 from conversion.debug import float_compute_ops  # noqa: E402
 from edgedetect.errors import EdgeDetectError  # noqa: E402
@@ -112,11 +112,11 @@ def test_int8_integer_io(tiny_keras_model, calib_dir, tmp_path, images, keras_p,
 
 def test_stratified_sample_is_balanced_and_deterministic():
     y = np.array([0] * 90 + [1] * 10)
-    idx = stratified_sample(y, 40, seed=3)
+    idx = balanced_sample(y, 40, seed=3)
     assert len(idx) == 40 and (y[idx] == 1).sum() == 10  # the small class gives all it has, the rest fills up
-    assert np.array_equal(idx, stratified_sample(y, 40, seed=3))
-    assert not np.array_equal(idx, stratified_sample(y, 40, seed=4))
-    balanced = stratified_sample(np.arange(100) % 2, 30, seed=0)
+    assert np.array_equal(idx, balanced_sample(y, 40, seed=3))
+    assert not np.array_equal(idx, balanced_sample(y, 40, seed=4))
+    balanced = balanced_sample(np.arange(100) % 2, 30, seed=0)
     assert (np.arange(100)[balanced] % 2).sum() == 15
 
 

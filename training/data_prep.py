@@ -11,6 +11,7 @@ import numpy as np
 
 from edgedetect.errors import EdgeDetectError
 from edgedetect.files import atomic_write_bytes
+from edgedetect.sampling import limit_sample
 
 if TYPE_CHECKING:
     from training.train import TrainConfig
@@ -65,7 +66,7 @@ def resize_data(cfg: TrainConfig, init_seed: int, progress: bool, console, run_d
     dataset = load_dataset(cfg.data, cfg.img_size, val_fraction=cfg.val_fraction, seed=cfg.seed, progress=progress)
     train_split, val_split = dataset.split("train"), dataset.split("val")
     if cfg.limit:
-        train_split = train_split.subset(np.random.default_rng(cfg.seed).permutation(len(train_split))[: cfg.limit])
+        train_split = train_split.subset(limit_sample(len(train_split), cfg.limit, train_split.y, seed=cfg.seed))
     print_skipped(console, dataset.unreadable)
     console.print(f"data: {dataset.source}  " + "  ".join(f"{n} {len(s)}" for n, s in dataset.splits.items())
                   + ("  (val carved from train)" if dataset.val_carved else ""))

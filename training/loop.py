@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 
-from edgedetect.files import atomic_write_bytes, atomic_write_text
+from edgedetect.files import atomic_write, atomic_write_text
 from training.native_data import Augment, NativeSet, augment_crop, random_crop, sampling_weights, synthetic_fake
 from training.run import HISTORY, STATE
 
@@ -172,14 +171,8 @@ def save_model(model, path: Path, training_state: bool = True) -> None:
         copy = keras.Model.from_config(model.get_config())  # clone_model would also copy the compile settings
         copy.set_weights(model.get_weights())
         model = copy
-    # Keras writes .keras files by name only, so the temporary file is renamed into place here.
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C or a full disk: keep the previous checkpoint and leave no half-written file
-        tmp.unlink(missing_ok=True)
-        raise
+    # Keras writes .keras files by name (and wants the suffix): atomic_write gives it a temporary one to rename.
+    atomic_write(path, model.save, suffix=".keras")
 
 
 class Progress:
@@ -260,12 +253,15 @@ def setup_devices(mixed_precision: bool, console) -> object | None:
     return None
 
 
-def plot_history(history: dict, path: Path) -> None:
-    """Loss, accuracy and AUC per epoch for train and val, written to ``path`` (PNG) atomically."""
-    import io
-
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def plot_history(history: dict, path: Path) -> bool:
+    """Loss, accuracy and AUC per epoch for train and val, written to ``path`` (PNG) atomically; False (nothing
+    written) when matplotlib, the ``[plot]`` extra, is not installed: the curves are a picture of history.json."""
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        return False
+    from edgedetect.plots import save_figure
 
     fig = Figure(figsize=(13, 3.6))
     FigureCanvasAgg(fig)
@@ -279,6 +275,5 @@ def plot_history(history: dict, path: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path, dpi=110)
+    return True

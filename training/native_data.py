@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgedetect.data import Layout, Scan, progress_bar
+from edgedetect.archives import Scan, progress_bar
+from edgedetect.layout import Layout
 from edgedetect.errors import EdgeDetectError
 from edgedetect.crops import CROP_ALIGN, native_crops, pad_to
 from edgedetect.preprocess import open_image

@@ -153,7 +153,9 @@ def _fit(cfg: TrainConfig, run: Run, state: dict, history: dict, resuming: bool,
     metrics.update(best_epoch=state["best_epoch"], epochs_run=state["epoch"], train_seconds=round(state["train_seconds"], 1),
                    params=int(best.count_params()))
     run.write(METRICS, metrics)
-    loop.plot_history(history, run_dir / "curves.png")
+    if not loop.plot_history(history, run_dir / "curves.png"):
+        console.print("curves.png not drawn: matplotlib is not installed (pip install 'edgedetect[plot]'); "
+                      "the same figures are in history.json")
     _summary(console, run_dir, metrics)
     return run_dir
 
