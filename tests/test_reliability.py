@@ -1113,7 +1113,7 @@ def tempfile_dir() -> str:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="the harness forks one child per mutant")
-@pytest.mark.parametrize("name, n", [("cnn_pair32_int8", 150), ("mobilenet_v3_small32_int8", 150)])
+@pytest.mark.parametrize("name, n", [("cnn_pair32_int8", 150), ("mobilenet_v3_small_min32_int8", 150)])
 def test_one_flipped_byte_of_a_shipped_model_is_refused_never_a_crash(name, n):
     out = flipped_model_outcomes(SHIPPED / f"{name}.tflite", n, seed=15)
     assert not out["crashed"] and not out["bugs"], out
