@@ -9,12 +9,11 @@ from typing import List, Optional
 
 import typer
 
-from edgedetect.cli import app
+from edgedetect.commands.options import threads_option
 from edgedetect.files import check_writable
 from edgedetect.plots import check_plot_path
 
 
-@app.command(rich_help_panel="Runtime (interpreter only)")
 def bench(
     models: Optional[List[Path]] = typer.Argument(None, metavar="[MODEL.tflite]...", show_default=False,
                                                   help="Models to compare \\[default: every shipped model]."),
@@ -23,8 +22,7 @@ def bench(
                                              "REAL/FAKE class folders also give accuracy and drift."),
     reference: Optional[Path] = typer.Option(None, "--reference", show_default=False,
                                              help="Compare every model with this one \\[default: each model's fp32 sibling, <family>_fp32.tflite]."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
-                                          help="Interpreter threads for the latency measurement \\[default: all cores]."),
+    threads: Optional[int] = threads_option("Interpreter threads for the latency measurement"),
     runs: int = typer.Option(100, "--runs", min=1, help="Timed batch-1 invokes per model (median and p90)."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed invokes before them."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, show_default=False,

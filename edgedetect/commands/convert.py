@@ -8,7 +8,6 @@ from typing import List, Optional
 
 import typer
 
-from edgedetect.cli import app
 
 
 class Quant(str, Enum):
@@ -25,7 +24,6 @@ class IOType(str, Enum):
     uint8 = "uint8"
 
 
-@app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def convert(
     model: Optional[Path] = typer.Argument(None, exists=True, show_default=False,
                                            help="A .keras file or SavedModel folder \\[default: the latest training run's best.keras]."),

@@ -9,13 +9,6 @@ from typing import List, Optional
 
 import typer
 
-from edgedetect.cli import app
-
-data_app = typer.Typer(
-    help="Datasets: fetch CIFAKE or the faces set from Kaggle, inspect a folder or archive (counts, sizes, leaks).",
-    no_args_is_help=True,
-)
-app.add_typer(data_app, name="data", rich_help_panel="Data")
 
 
 class KnownDataset(str, Enum):
@@ -23,7 +16,6 @@ class KnownDataset(str, Enum):
     faces = "faces"
 
 
-@data_app.command()
 def fetch(
     name: KnownDataset = typer.Argument(..., help="cifake (birdy654/cifake-real-and-ai-generated-synthetic-images) "
                                                   "or faces (philosopher0808/real-vs-ai-generated-faces-dataset)."),
@@ -51,7 +43,6 @@ def fetch(
     typer.echo(f"  edgedetect train --arch cnn --data {_quote(landed)}")
 
 
-@data_app.command()
 def inspect(
     paths: List[Path] = typer.Argument(..., metavar="PATH...", show_default=False,
                                        help="Dataset folder or .tar.gz/.tgz/.tar/.zip archive; give several (e.g. a train "

@@ -10,7 +10,7 @@ from typing import Optional
 
 import typer
 
-from edgedetect.cli import app
+from edgedetect.commands.options import json_option, threads_option, threshold_option
 
 
 class Split(str, Enum):
@@ -24,24 +24,21 @@ class Method(str, Enum):
     f1 = "f1"
 
 
-@app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def evaluate(
     model: Path = typer.Argument(..., exists=True, dir_okay=False, show_default=False,
                                  help="A .tflite model (run by the interpreter, as predict does) or a .keras model (needs the \\[train] extra)."),
     data: Path = typer.Option(..., "--data", exists=True, show_default=False,
                               help="Dataset folder or .tar.gz/.zip with REAL/FAKE class folders, optionally under train/val/test."),
     split: Split = typer.Option(Split.test, "--split", help="The split to score."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", min=0.0, max=1.0, show_default=False,
-                                              help="Call an image FAKE when p_fake >= T \\[default: the model's own threshold, else 0.5]."),
+    threshold: Optional[float] = threshold_option("the model's own threshold, else 0.5"),
     optimize_threshold: Optional[Method] = typer.Option(None, "--optimize-threshold", show_default=False,
                                                         help="Choose the threshold on the data's val split (carved from train if needed; never the test split) by Youden's J or best F1."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+    json_out: bool = json_option(),
     plots: Optional[Path] = typer.Option(None, "--plots", show_default=False,
                                          help="Write roc.png, confusion_matrix.png and worst_mistakes.png into this folder."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, show_default=False,
                                         help="Score at most N images of each split used (a seeded random subset)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
-                                          help="Interpreter threads for a .tflite \\[default: all cores]."),
+    threads: Optional[int] = threads_option("Interpreter threads for a .tflite"),
     force: bool = typer.Option(False, "--force", help="Overwrite plots already in the --plots folder."),
 ) -> None:
     """Score a .keras or .tflite model on a labelled split: accuracy, precision, recall, F1, ROC-AUC, confusion matrix.

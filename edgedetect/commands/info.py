@@ -8,14 +8,12 @@ from pathlib import Path
 
 import typer
 
-from edgedetect.cli import app
-from edgedetect.commands.predict import RUNTIME_PANEL
+from edgedetect.commands.options import json_option
 
 
-@app.command(rich_help_panel=RUNTIME_PANEL)
 def info(
     model: Path = typer.Argument(..., exists=True, dir_okay=False, show_default=False, help="The .tflite model."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+    json_out: bool = json_option(),
 ) -> None:
     """Show a model's input/output tensors, dtypes, quantization, file size and metadata."""
     from edgedetect.runtime import Classifier

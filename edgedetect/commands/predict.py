@@ -9,25 +9,18 @@ from typing import List, Optional
 
 import typer
 
-from edgedetect.cli import app
-
-RUNTIME_PANEL = "Runtime (interpreter only)"
+from edgedetect.commands.options import force_option, images_argument, model_option, threads_option, threshold_option
 
 
-@app.command(rich_help_panel=RUNTIME_PANEL)
 def predict(
-    paths: List[str] = typer.Argument(..., metavar="PATH", show_default=False,
-                                      help="Image files, folders (searched recursively) or quoted glob patterns such as 'imgs/**/*.jpg'."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", exists=True, dir_okay=False, show_default=False,
-                                         help="The .tflite model (its .json metadata beside it) \\[default: the shipped pair: a 32-px model for images under the photo model's crop size, the native-resolution photo model for the rest; each result names the one that decided]."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", min=0.0, max=1.0, show_default=False,
-                                              help="Call an image FAKE when p_fake >= T \\[default: the deciding model's threshold]."),
+    paths: List[str] = images_argument("PATH", "Image files, folders (searched recursively) or quoted glob patterns such as 'imgs/**/*.jpg'."),
+    model: Optional[Path] = model_option("The .tflite model (its .json metadata beside it) \\[default: the shipped pair: a 32-px model for images under the photo model's crop size, the native-resolution photo model for the rest; each result names the one that decided]."),
+    threshold: Optional[float] = threshold_option("the deciding model's threshold"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document (model, threshold, results) instead of a table."),
     plot: Optional[Path] = typer.Option(None, "--plot", show_default=False,
                                         help="Also draw the images with label, p_fake and threshold into this picture (.png), at most 64."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
-                                          help="Interpreter threads \\[default: all cores]."),
-    force: bool = typer.Option(False, "--force", help="Overwrite the --plot file if it exists."),
+    threads: Optional[int] = threads_option(),
+    force: bool = force_option("Overwrite the --plot file if it exists."),
 ) -> None:
     """Classify images as REAL or FAKE (AI-generated). Exit 0: all classified; 1: some failed; 2: usage error."""
     from edgedetect.errors import printable

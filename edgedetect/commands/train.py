@@ -8,10 +8,8 @@ from typing import Optional
 
 import typer
 
-from edgedetect.cli import app
 
 
-@app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def train(
     ctx: typer.Context,
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture: mobilenet_v3_small, mobilenet_v3_large, resnet50, cnn, cnn_wide or photo_cnn (for --preprocess crops)."),
@@ -69,7 +67,6 @@ def train(
     run_training(cfg, resume_dir=resume)
 
 
-@app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def ensemble(
     runs: list[Path] = typer.Argument(..., help="Two or more training run folders on the same data and val carve; the ensemble takes the smallest member input size and upscales in the graph for larger members."),
     out: Path = typer.Option(..., "--out", help="Folder for the ensemble (best.keras, config.json, metrics.json)."),
