@@ -15,7 +15,6 @@ import queue
 import re
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -63,10 +62,10 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def demo_url():
+def demo_url(cli):
     """``edgedetect serve --port 0`` in its own process (the shipped model); its URL, read from its first line."""
-    proc = subprocess.Popen([sys.executable, "-m", "edgedetect", "serve", "--port", "0", "--threads", "1"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = cli.popen("serve", "--port", "0", "--threads", "1", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                     text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
     try:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli, synthetic_images, write_image_folder
+from conftest import synthetic_images, write_image_folder
 from edgedetect.errors import EdgeDetectError
 
 keras = pytest.importorskip("keras")
@@ -157,20 +157,14 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cli_run(folder, tmp_path_factory):
+def cli_run(cli, folder, tmp_path_factory):
     """`edgedetect train --arch cnn --epochs 2` run from an empty folder, as a user types it."""
     cwd = tmp_path_factory.mktemp("cwd")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(cwd)
         mp.setenv("EDGEDETECT_CACHE", str(cwd / "cache"))
-        mp.setattr(sys, "argv", ["edgedetect", "train", "--arch", "cnn", "--data", str(folder), "--epochs", "2",
-                                 "--batch-size", "8"])
-        from edgedetect.cli import main
-
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-            raise SystemExit(0)
-    assert exit_info.value.code == 0
+        code, _, err = cli("train", "--arch", "cnn", "--data", folder, "--epochs", "2", "--batch-size", "8")
+    assert code == 0, err
     return cwd
 
 
@@ -200,15 +194,15 @@ def test_train_cli_writes_a_complete_run_and_latest_pointer(cli_run):
     assert best.input_shape == (None, SIZE, SIZE, 3)
 
 
-def test_train_cli_unknown_arch_lists_valid_names(monkeypatch, capsys, folder, tmp_path):
+def test_train_cli_unknown_arch_lists_valid_names(cli, monkeypatch, folder, tmp_path):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--arch", "vit", "--data", folder)
+    code, _, err = cli("train", "--arch", "vit", "--data", folder)
     assert code == 1
     assert err == f"error: unknown architecture 'vit'; valid: {', '.join(REGISTRY)}\n"
     assert not (tmp_path / "runs").exists()
 
 
-def test_train_cli_imagenet_offline_is_one_clear_line(monkeypatch, capsys, folder, tmp_path):
+def test_train_cli_imagenet_offline_is_one_clear_line(cli, monkeypatch, folder, tmp_path):
     from keras.src.utils import file_utils
 
     def offline(*args, **kwargs):
@@ -216,7 +210,7 @@ def test_train_cli_imagenet_offline_is_one_clear_line(monkeypatch, capsys, folde
 
     monkeypatch.setattr(file_utils, "get_file", offline)
     monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--arch", "mobilenet_v3_small", "--data", folder,
+    code, _, err = cli("train", "--arch", "mobilenet_v3_small", "--data", folder,
                            "--weights", "imagenet", "--out", tmp_path / "run")
     assert code == 1
     last = err.strip().splitlines()[-1]
@@ -331,9 +325,9 @@ def test_train_with_teacher_learns_from_its_outputs_and_saves_a_plain_best_model
     assert out.stdout.strip().endswith("(None, 1)")
 
 
-def test_teacher_of_another_input_size_is_one_clear_error(tiny_keras_model, folder, tmp_path, monkeypatch, capsys):
+def test_teacher_of_another_input_size_is_one_clear_error(cli, tiny_keras_model, folder, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--arch", "cnn", "--data", folder, "--epochs", "1",
+    code, _, err = cli("train", "--arch", "cnn", "--data", folder, "--epochs", "1",
                            "--teacher", tiny_keras_model, "--out", tmp_path / "run")
     assert code == 1
     assert err.strip().splitlines()[-1] == (f"error: --teacher {tiny_keras_model}: takes 16 px images, the run trains "
