@@ -13,7 +13,8 @@ import warnings
 import typer
 
 from edgedetect.app import app
-from edgedetect.errors import EdgeDetectError, printable
+from edgedetect.commands import output
+from edgedetect.errors import EdgeDetectError
 
 
 def _usage_errors() -> tuple:
@@ -32,13 +33,13 @@ def _usage_errors() -> tuple:
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     # Library code warns through `warnings`; the CLI shows each as one line, without Python's source location.
-    typer.echo(f"warning: {printable(str(message))}", err=True)
+    output.warning(str(message))
 
 
 def _needs_train_extra(e: ImportError) -> str:
     command = next((a for a in sys.argv[1:] if not a.startswith("-")), "this command")
-    return (f"`edgedetect {printable(command)}` needs TensorFlow and Keras, which this install lacks "
-            f"({printable(str(e))}); install them with: pip install 'edgedetect[train]'")
+    return (f"`edgedetect {command}` needs TensorFlow and Keras, which this install lacks ({e}); "
+            "install them with: pip install 'edgedetect[train]'")
 
 
 def main() -> None:
@@ -59,7 +60,7 @@ def _run() -> int:
         # Without standalone mode click returns the code of a `typer.Exit(code)` raised in a command.
         code = typer.main.get_command(app)(standalone_mode=False)
     except EdgeDetectError as e:
-        typer.echo(f"error: {printable(str(e))}", err=True)
+        output.error(str(e))
         return 1
     except (KeyboardInterrupt, typer.Abort):
         typer.echo("interrupted", err=True)
@@ -68,7 +69,7 @@ def _run() -> int:
         # train, convert, ensemble and .keras evaluation need the [train] extra; a runtime-only install lacks it.
         if not any(name in str(e) for name in ("tensorflow", "keras", "kagglehub")):
             raise
-        typer.echo(f"error: {_needs_train_extra(e)}", err=True)
+        output.error(_needs_train_extra(e))
         return 1
     except typer.Exit as e:
         return e.exit_code

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from edgedetect.commands import output
 from edgedetect.commands.options import threads_option
 from edgedetect.files import check_writable
 from edgedetect.plots import check_plot_path
@@ -47,10 +46,9 @@ def bench(
 
     Exit 0 when every image was read, 1 when some could not be (they are listed; the others are measured).
     """
-    from rich.console import Console
     from rich.markup import escape
 
-    from edgedetect.bench import BenchConfig, plot_bench, print_errors, render, run_bench, write_csv
+    from edgedetect.bench import BenchConfig, plot_bench, render, run_bench, write_csv
     from edgedetect.errors import EdgeDetectError, printable
 
     if csv_out is not None:
@@ -61,16 +59,14 @@ def bench(
                       reference=str(reference) if reference is not None else None, threads=threads, runs=runs,
                       warmup=warmup, limit=limit, perturb=perturb, workers=workers,
                       tolerance=tolerance / 100)
-    err = Console(stderr=True, highlight=False)
-    doc = run_bench(cfg, log=None if json_out else (lambda msg: err.print(msg, style="dim", soft_wrap=True)))
+    doc = run_bench(cfg, log=None if json_out else output.log(style="dim"))
     # The results are printed before the files are written: a full disk costs the files, not the figures.
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)  # a pipe gets the full table
+    out = output.stdout(piped_width=160, highlight=False)  # a pipe gets the full table
     if json_out:
-        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
-        sys.stdout.flush()
+        output.print_json(doc)
     else:
         render(doc, out)
-    print_errors(doc, err)
+    output.print_errors(doc)
     failed = bool(doc["errors"] or doc.get("model_errors"))
     for path, what, write in ((csv_out, "table", write_csv), (plot, "plot", plot_bench)):
         if path is None:
@@ -78,7 +74,7 @@ def bench(
         try:
             write(doc, path)
         except EdgeDetectError as e:
-            err.print(f"error: {escape(printable(str(e)))}", highlight=False, soft_wrap=True)
+            output.error(str(e))
             failed = True
             continue
         if not json_out:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
+
+from edgedetect.commands import output
 
 
 
@@ -29,18 +30,18 @@ def fetch(
     from edgedetect.fetch import DATASETS, fetch as fetch_dataset
 
     landed = fetch_dataset(name.value, to, force=force)
-    typer.echo(f"{name.value}: {DATASETS[name.value].description}")
-    typer.echo(f"downloaded to {landed}")
+    output.echo(f"{name.value}: {DATASETS[name.value].description}")
+    output.echo(f"downloaded to {landed}")
     try:
         layout = scan_layout(landed)
         layout.check(landed)
-        typer.echo("found: " + ", ".join(f"{split} {row['REAL']:,} REAL + {row['FAKE']:,} FAKE"
+        output.echo("found: " + ", ".join(f"{split} {row['REAL']:,} REAL + {row['FAKE']:,} FAKE"
                                          for split, row in layout.counts_by_split().items()))
     except EdgeDetectError as e:  # the download worked; say what is odd about it rather than fail
-        typer.echo(f"warning: {e}", err=True)
-    typer.echo("next:")
-    typer.echo(f"  edgedetect data inspect {_quote(landed)}")
-    typer.echo(f"  edgedetect train --arch cnn --data {_quote(landed)}")
+        output.warning(str(e))
+    output.echo("next:")
+    output.echo(f"  edgedetect data inspect {_quote(landed)}")
+    output.echo(f"  edgedetect train --arch cnn --data {_quote(landed)}")
 
 
 def inspect(
@@ -54,8 +55,11 @@ def inspect(
     """Counts per split and class, image sizes, modes, formats, unreadable files, duplicates within and across splits."""
     from edgedetect.inspect import format_report, inspect_dataset
 
-    report = inspect_dataset(paths, progress=progress, examples=examples)
-    typer.echo(json.dumps(report, indent=1) if json_out else format_report(report))
+    report = inspect_dataset(paths, progress=output.show_progress(progress), examples=examples)
+    if json_out:
+        output.print_json(report)
+    else:
+        output.echo(format_report(report))
 
 
 def _quote(path: Path) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from edgedetect.commands import output
 from edgedetect.commands.options import json_option, threads_option, threshold_option
 
 
@@ -51,35 +50,26 @@ def evaluate(
     cfg = EvalConfig(model=str(model), data=str(data), split=split.value, threshold=threshold,
                      optimize_threshold=optimize_threshold.value if optimize_threshold else None,
                      plots=str(plots) if plots else None, force=force, limit=limit, threads=threads)
-    report = run_evaluation(cfg, progress=not json_out and sys.stderr.isatty()).report
+    report = run_evaluation(cfg, progress=output.show_progress(not json_out)).report
     if json_out:
-        sys.stdout.write(json.dumps(report, indent=1) + "\n")
+        output.print_json(report)
     else:
         _print_human(report)
     if report.get("errors"):
-        from rich.console import Console
-
-        from edgedetect.bench import print_errors
-
-        print_errors(report, Console(stderr=True, highlight=False))
+        output.print_errors(report)
     if report.get("plot_error"):
-        from edgedetect.errors import printable
-
-        typer.echo(f"error: {printable(report['plot_error'])}", err=True)
+        output.error(report["plot_error"])
     if report.get("errors") or report.get("plot_error"):
         raise typer.Exit(1)
 
 
 def _print_human(r: dict) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from edgedetect import LABELS
 
-    console = Console()
-    if not console.is_terminal:  # piped or redirected: never fold the long path lines
-        console = Console(width=100_000)
+    console = output.stdout()
     count = r.get("limit", f"{r['n']} images")
     console.print(f"[bold]{escape(r['model'])}[/] on {escape(r['data'])}, split {r['split']}: {escape(count)}",
                   highlight=False)

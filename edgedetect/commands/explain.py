@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from edgedetect.commands import output
 from edgedetect.commands.options import (force_option, images_argument, json_option,
                                          model_option, threads_option, threshold_option)
 from edgedetect.errors import EdgeDetectError
@@ -66,7 +66,7 @@ def explain(
                "model_description": model_line, "method": method_line,
                "threshold": explainer.threshold, "n_images": len(results), "n_failed": len(failed),
                "ms_median": statistics.median(ms) if ms else None, "out": str(out), "results": results}
-        sys.stdout.write(_dumps(doc) + "\n")
+        output.echo(_dumps(doc))
     else:
         _print_human(ok, failed, model_line, method_line, ms)
     if failed:
@@ -122,13 +122,10 @@ def _explainer(model: Optional[Path], patch, stride, fill: str, threads, thresho
 
 
 def _print_human(ok: list, failed: list, model_line: str, method_line: str, ms: list) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=100_000)
+    console = output.stdout()
     if ok:
         table = Table(box=None, header_style="bold")
         for name, justify in (("path", "left"), ("label", "left"), ("p_fake", "right"), ("threshold", "right"),
@@ -144,7 +141,7 @@ def _print_human(ok: list, failed: list, model_line: str, method_line: str, ms: 
     console.print(f"{len(ok)} explained, {len(failed)} failed · model {escape(model_line)} · "
                   f"{escape(method_line)}{timing}", highlight=False)
     if failed:
-        err = Console(stderr=True, soft_wrap=True)
+        err = output.stderr()
         err.print(f"[bold red]{len(failed)} failed:[/]")
         for r in failed:
             err.print(f"  {escape(r['path'])}: {escape(r['error'])}", highlight=False, soft_wrap=True)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from edgedetect.commands import output
 from edgedetect.commands.options import force_option, images_argument, model_option, threads_option, threshold_option
 
 
@@ -51,8 +50,7 @@ def predict(
                            if isinstance(clf, AutoModel) else None),
                "interpreter": f"{first.interpreter_package} {first.interpreter_version}",
                "plot": str(plot) if plot is not None else None}
-        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
-        sys.stdout.flush()
+        output.print_json(doc)
     else:
         _print_human(results, summary, model_description(clf), shown_t, threshold_source, show_model=len(models) > 1)
     if plot is not None:
@@ -62,7 +60,7 @@ def predict(
         drawn = plot_predictions(results, plot, title=f"{names} · threshold {shown_t}", max_images=MAX_PLOT_IMAGES,
                                  force=force, threshold=t)  # None: each image against its deciding model's threshold
         if not json_out:
-            typer.echo(f"plot: {printable(str(plot))} ({drawn} image{'' if drawn == 1 else 's'})")
+            output.echo(f"plot: {printable(str(plot))} ({drawn} image{'' if drawn == 1 else 's'})")
     if summary["n_failed"]:
         raise typer.Exit(1)
 
@@ -70,26 +68,17 @@ def predict(
 def _run_with_progress(clf, paths: List[str], threshold: float, show: bool) -> list:
     from edgedetect.predict import predict_files
 
-    if not (show and sys.stderr.isatty()):
-        return predict_files(clf, paths, threshold)
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("classifying", total=None)
-        return predict_files(clf, paths, threshold, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    with output.progress_bar("classifying", show) as update:
+        return predict_files(clf, paths, threshold, progress=update)
 
 
 def _print_human(results, summary, model_line, threshold, threshold_source, show_model=False) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from edgedetect.errors import printable
 
-    console = Console()
-    if not console.is_terminal:  # piped or redirected: one line per image, never folded
-        console = Console(width=100_000)
+    console = output.stdout()  # piped or redirected: one line per image, never folded
     ok = [r for r in results if r["error"] is None]
     if ok:
         table = Table(box=None, header_style="bold")
@@ -112,7 +101,7 @@ def _print_human(results, summary, model_line, threshold, threshold_source, show
                   f"model {escape(model_line)} · threshold {threshold} ({threshold_source})", highlight=False)
     failed = [r for r in results if r["error"] is not None]
     if failed:
-        err = Console(stderr=True, soft_wrap=True)
+        err = output.stderr()
         err.print(f"[bold red]{len(failed)} failed:[/]")
         for r in failed:
             err.print(f"  {escape(printable(r['path']))}: {escape(printable(r['error']))}", highlight=False,

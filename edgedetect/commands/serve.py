@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from edgedetect.commands import output
 from edgedetect.commands.options import model_option, threads_option
 from edgedetect.serve import DEFAULT_MAX_MB, DEFAULT_PORT
 
@@ -27,10 +27,10 @@ def serve(
 
     server = make_server(ServeConfig(model=str(model) if model else None, host=host, port=port, max_mb=max_mb,
                                      threads=threads),
-                         log=lambda line: print(line, file=sys.stderr, flush=True))
+                         log=output.log())
     if not _is_loopback(host):
-        print(f"warning: listening on {host}: anyone who can reach this computer can use the page", file=sys.stderr)
-    print(f"edgedetect demo: {server.url} · model {server.demo.description} · Ctrl-C stops", flush=True)
+        output.warning(f"listening on {host}: anyone who can reach this computer can use the page")
+    output.echo(f"edgedetect demo: {server.url} · model {server.demo.description} · Ctrl-C stops")
     try:
         server.serve_forever()
     finally:

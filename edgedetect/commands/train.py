@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from edgedetect.commands import output
+
 
 
 def train(
@@ -78,6 +80,6 @@ def ensemble(
     out_dir = make_ensemble([str(r) for r in runs], str(out), force=force)
     metrics = json.loads((out_dir / "metrics.json").read_text())
     val = metrics["val"]
-    typer.echo(f"wrote {out_dir / 'best.keras'}: val accuracy {val['accuracy']:.4f}  F1 {val['f1']:.4f}  "
+    output.echo(f"wrote {out_dir / 'best.keras'}: val accuracy {val['accuracy']:.4f}  F1 {val['f1']:.4f}  "
                f"AUC {val['roc_auc']:.4f} (threshold {metrics['threshold']:.3f}, {metrics['threshold_method']})")
-    typer.echo(f"next: edgedetect convert {out_dir / 'best.keras'} --quant int8")
+    output.echo(f"next: edgedetect convert {out_dir / 'best.keras'} --quant int8")
