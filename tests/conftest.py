@@ -205,4 +205,5 @@ def tiny_tflite(tiny_keras_model, tmp_path_factory) -> dict[str, Path]:
 
 def pytest_configure(config):
     # Slow tests still run by default (CI runs plain `python -m pytest -q`); `-m "not slow"` skips them locally.
-    config.addinivalue_line("markers", "slow: takes more than a few seconds; deselect with -m 'not slow'")
+    config.addinivalue_line("markers", "slow: about 10 s or more (training, the browser, all of CIFAKE); "
+                                       "deselect with -m 'not slow'")

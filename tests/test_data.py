@@ -510,6 +510,7 @@ def test_inspect_the_real_cifake_test_tarball():
     assert r["stats"]["test"]["FAKE"]["formats"] == {"JPEG": 4803}
 
 
+@pytest.mark.slow  # 22 s: every CIFAKE image
 def test_the_real_cifake_train_and_test_tarballs_do_not_leak():
     needs_shared_data()
     if not CIFAKE_TRAIN.is_file():

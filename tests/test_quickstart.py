@@ -26,6 +26,7 @@ def test_readme_predict_on_the_sample_images_uses_the_default_pair(cli):
     assert by_name["imgs/fake/5.jpg"]["label"] == "FAKE"
 
 
+@pytest.mark.slow  # 12 s: one process per shipped model
 def test_readme_info_describes_every_shipped_model(cli):
     for model in sorted((REPO / "models").glob("*.tflite")):
         done = cli.run("info", str(model), "--json", timeout=300)
@@ -37,6 +38,7 @@ def test_readme_info_describes_every_shipped_model(cli):
         assert doc["metadata"]["labels"] == ["REAL", "FAKE"]
 
 
+@pytest.mark.slow  # 17 s: 2 x 9,816 images
 def test_default_model_meets_its_accuracy_target_on_the_cifake_test_half(cli):
     """The model card's claim: default int8 >= 97.5% on the clean CIFAKE test half, within 0.3 points of fp32."""
     needs_shared_data()

@@ -440,6 +440,7 @@ def test_bad_models_cover_the_list(bad_models):
     assert sorted(bad_models) == sorted(BAD_MODELS)
 
 
+@pytest.mark.slow  # its fixture runs every command on every bad model (14 s)
 @pytest.mark.parametrize("name", BAD_MODELS)
 def test_a_bad_model_is_one_error_line_for_every_command(name, bad_models, bad_model_runs):
     _, named, problem = bad_models[name]
@@ -660,6 +661,7 @@ def test_ctrl_c_during_predict_and_bench(cli, command, big_folder, tiny_tflite):
     assert_interrupted(code, stderr)
 
 
+@pytest.mark.slow  # it trains until the Ctrl-C (9 s)
 def test_ctrl_c_during_training(cli, tmp_path):
     pytest.importorskip("tensorflow")
     data = write_image_folder(tmp_path / "data", n_per_class=8)
@@ -1154,6 +1156,7 @@ def odd_models(tmp_path_factory) -> dict[str, tuple[Path, str]]:
     return models
 
 
+@pytest.mark.slow  # 10 s
 def test_models_that_are_no_detector_are_refused_in_one_line(cli, odd_models, tmp_path):
     image = tmp_path / "img.png"
     Image.new("RGB", (8, 8), (200, 100, 50)).save(image)

@@ -24,6 +24,7 @@ from conftest import REPO
 
 WAIT_S = 60  # the longest any one step may take on a loaded 2-core CI machine
 CAT = REPO / "imgs" / "real" / "cat.jpg"
+pytestmark = pytest.mark.slow  # it drives Chromium
 
 
 def _find(*names: str) -> str | None:

@@ -75,6 +75,7 @@ def test_npr_front_is_the_image_minus_its_nearest_down_up_copy_soft_clipped():
         build_model("photo_cnn", SIZE, front="fft")
 
 
+@pytest.mark.slow  # 7-14 s an architecture
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_arch_trains_one_step_keeps_preprocessing_in_graph_and_reloads_safely(name, tmp_path):
     keras.utils.set_random_seed(0)
@@ -102,6 +103,7 @@ def test_arch_trains_one_step_keeps_preprocessing_in_graph_and_reloads_safely(na
     np.testing.assert_allclose(features, manual, rtol=1e-4, atol=1e-4 * float(np.abs(features).max()))
 
 
+@pytest.mark.slow  # 83 s
 def test_mobilenet_batchnorm_momentum_lets_inference_outputs_vary():
     # Measured with this setup (80 SGD steps): BN momentum 0.9 gives inference-mode p_fake std 0.45 and accuracy
     # 0.95 on new images; Keras' default 0.999 gives std 0.002 and accuracy 0.50 (every image about the same
@@ -168,6 +170,7 @@ def cli_run(cli, folder, tmp_path_factory):
     return cwd
 
 
+@pytest.mark.slow  # the cli_run fixture trains (6 s)
 def test_train_cli_writes_a_complete_run_and_latest_pointer(cli_run):
     pointer = cli_run / "runs" / "latest.json"
     run_dir = json.loads(pointer.read_text())["run_dir"]
@@ -223,6 +226,7 @@ def _weights(path):
     return keras.saving.load_model(path, safe_mode=True).get_weights()
 
 
+@pytest.mark.slow  # 8 s, after the cli_run fixture's training
 def test_resumed_run_lands_on_the_uninterrupted_weights(cli_run, folder, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
     make_callbacks = train_module._callbacks_class
@@ -298,6 +302,7 @@ def test_label_metrics_score_soft_targets_against_their_labels():
     assert float(plain.result()) < 0.1  # what the stock metric makes of soft targets: why the wrapper exists
 
 
+@pytest.mark.slow  # 10 s
 def test_train_with_teacher_learns_from_its_outputs_and_saves_a_plain_best_model(cli_run, folder, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
     teacher = next((cli_run / "runs").glob("cnn-*")) / "best.keras"
@@ -334,6 +339,7 @@ def test_teacher_of_another_input_size_is_one_clear_error(cli, tiny_keras_model,
                                             "at 32 px; pass --img-size 16 or another teacher")
 
 
+@pytest.mark.slow  # 12 s
 def test_init_seed_changes_the_weights_but_not_the_val_carve(cli_run, folder, tmp_path, monkeypatch):
     """--init-seed gives an ensemble member of its own (other weights and order) on the same val split."""
     from training.ensemble import make_ensemble
