@@ -20,7 +20,7 @@ from edgedetect.errors import EdgeDetectError
 def _usage_errors() -> tuple:
     """The classes of click's usage errors, through public names in every typer that setup.py allows."""
     found = []
-    if hasattr(typer, "TyperException"):  # typer >= 0.26 vendors click; its ClickException derives from this
+    if hasattr(typer, "TyperException"):  # newer typer vendors click; its ClickException derives from this
         found.append(typer.TyperException)
     try:  # older typer depends on click itself
         from click.exceptions import ClickException
