@@ -14,8 +14,8 @@ from __future__ import annotations
 import numpy as np
 
 LIMIT_SEED = 0
-LIMIT_HELP = ("use at most this many images: a random subset drawn with a fixed seed, each class keeping its share, "
-              "so the same N gives the same images on every run")
+LIMIT_HELP = ("a random subset drawn with a fixed seed, each class keeping its share, so the same N gives the same "
+              "images on every run")
 
 
 def limit_sample(n: int, limit: int | None, labels=None, seed: int = LIMIT_SEED) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Shared fixtures: synthetic image folders, a tiny trained Keras model and its .tflite files, the shared data.
+"""Shared fixtures: the `cli` runner, synthetic image folders, a tiny trained Keras model and its .tflite files (made by
+the project's converter), the shared data.
 
 The synthetic task is easy on purpose: FAKE images carry pixel-level noise, REAL images are smooth gradients,
 so a tiny CNN learns it in a few steps and the tests can check real properties (agreement, accuracy) fast.
@@ -6,11 +7,15 @@ so a tiny CNN learns it in a few steps and the tests can check real properties (
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -25,46 +30,96 @@ CIFAKE_TEST = SHARED_DATA / "cifake-test.tar.gz"
 TINY_SIZE = 16
 
 
-# Prepended to a script (or written as sitecustomize.py) it makes any import of TensorFlow or Keras raise
-# ImportError, as in a runtime-only install.
-TF_BLOCKER = """
+def blocker(*packages: str) -> str:
+    """Python source that, prepended to a script (or written as sitecustomize.py), makes any import of these
+    top-level packages raise ImportError, as in an install without them."""
+    return f"""
 import sys
 class Blocker:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "tf_keras", "keras", "tensorflow_cpu"):
-            raise ImportError(f"No module named {name!r} (blocked by the test)")
+        if name.split(".")[0] in {packages!r}:
+            raise ImportError(f"No module named {{name!r}} (blocked by the test)")
 sys.meta_path.insert(0, Blocker())
 """
 
 
-def run_cli_without_tf(*args) -> subprocess.CompletedProcess:
-    """Run ``edgedetect ARGS`` in a subprocess where importing TensorFlow or Keras fails (a runtime-only install).
+# A runtime-only install: importing TensorFlow or Keras fails.
+TF_PACKAGES = ("tensorflow", "tf_keras", "keras", "tensorflow_cpu")
+TF_BLOCKER = blocker(*TF_PACKAGES)
 
-    The subprocess also fails if, after the command, any tensorflow or keras module was imported.
+
+class Result(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+
+class Cli:
+    """``edgedetect ARGS``, run each way the tests need; the ``cli`` fixture is the one instance.
+
+    ``cli(*args)``: in this process through ``edgedetect.cli.main`` (fast); returns ``Result(code, out, err)``.
+    ``cli.invoke(*args)``: the Typer app without main's error policy; ``result.exception`` is what a command raised.
+    ``cli.run(*args)``: ``python -m edgedetect ARGS`` in a subprocess, as a user runs it; ``block=("keras", ...)``
+    makes those imports fail there (and fails the run if any of them was imported after all); ``python=("-B",)``
+    adds interpreter options, ``prefix`` a command in front (another user); other keywords go to ``subprocess.run``.
+    ``cli.many({key: args})``: several ``run``s, a few at a time. ``cli.popen(*args, **kw)``: a running one.
     """
-    script = TF_BLOCKER + (
-        "import json, sys\n"
-        "from edgedetect.cli import main\n"
-        "sys.argv = ['edgedetect', *json.loads(sys.argv[1])]\n"
-        "try:\n"
-        "    main()\n"
-        "finally:\n"
-        "    assert not [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]\n"
-    )
-    return subprocess.run([sys.executable, "-c", script, json.dumps([str(a) for a in args])],
-                          capture_output=True, text=True, cwd=REPO, timeout=120)
+
+    def __call__(self, *args) -> Result:
+        from edgedetect.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        argv = sys.argv
+        sys.argv = ["edgedetect", *map(str, args)]
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                main()
+            code = 0
+        except SystemExit as e:
+            code = e.code or 0
+        finally:
+            sys.argv = argv
+        return Result(code, out.getvalue(), err.getvalue())
+
+    def invoke(self, *args):
+        from typer.testing import CliRunner
+
+        from edgedetect.app import app
+
+        return CliRunner().invoke(app, [str(a) for a in args])
+
+    def command(self, *args, block=(), python=()) -> list[str]:
+        if not block:
+            return [sys.executable, *python, "-m", "edgedetect", *map(str, args)]
+        script = blocker(*block) + (
+            "import json, sys\n"
+            "from edgedetect.cli import main\n"
+            "sys.argv = ['edgedetect', *json.loads(sys.argv[1])]\n"
+            "try:\n"
+            "    main()\n"
+            "finally:\n"
+            f"    assert not [m for m in sys.modules if m.split('.')[0] in {block!r}]\n"
+        )
+        return [sys.executable, *python, "-c", script, json.dumps([str(a) for a in args])]
+
+    def run(self, *args, block=(), python=(), prefix=(), cwd=None, **kwargs) -> subprocess.CompletedProcess:
+        options = {"capture_output": True, "encoding": "utf-8", "errors": "surrogateescape", "timeout": 180, **kwargs}
+        return subprocess.run([*prefix, *self.command(*args, block=block, python=python)], cwd=cwd or REPO, **options)
+
+    def many(self, runs: dict, prefix=()) -> dict:
+        """``{key: args}`` -> ``{key: CompletedProcess}``, a few at a time (each run is mostly interpreter start-up)."""
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = {key: pool.submit(self.run, *args, prefix=prefix) for key, args in runs.items()}
+            return {key: f.result() for key, f in futures.items()}
+
+    def popen(self, *args, **kwargs) -> subprocess.Popen:
+        return subprocess.Popen(self.command(*args), **{"cwd": REPO, **kwargs})
 
 
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    """Run ``edgedetect ARGS`` in-process through ``cli.main``; returns (exit code, stdout, stderr)."""
-    from edgedetect.cli import main
-
-    monkeypatch.setattr(sys, "argv", ["edgedetect", *map(str, args)])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-        raise SystemExit(0)
-    out, err = capsys.readouterr()
-    return exit_info.value.code, out, err
+@pytest.fixture(scope="session")
+def cli() -> Cli:
+    """Runs ``edgedetect``: in-process, as the app, or as a subprocess (see ``Cli``)."""
+    return Cli()
 
 
 def needs_shared_data():
@@ -124,33 +179,31 @@ def tiny_keras_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tflite(tiny_keras_model, tmp_path_factory) -> dict[str, Path]:
-    """The tiny model as ``{"fp32": path, "int8": path (uint8 input/output)}``, each with its metadata sidecar."""
-    tf = pytest.importorskip("tensorflow")
-    import keras
+    """The tiny model as ``{"fp32": path, "int8": path (uint8 input/output)}``, each with its metadata sidecar.
 
-    from edgedetect.metadata import ModelMetadata, write_metadata
+    Converted by this project's converter (``conversion.convert``), so the runtime tests read what it writes.
+    """
+    pytest.importorskip("tensorflow")
+    from dataclasses import replace
 
-    model = keras.saving.load_model(tiny_keras_model)
-    calib, _ = synthetic_images(64, TINY_SIZE, seed=2)
-    out = tmp_path_factory.mktemp("tiny_tflite")
+    from conversion.convert import ConversionConfig, convert
+    from edgedetect.metadata import read_metadata, write_metadata
+
+    root = tmp_path_factory.mktemp("tiny_tflite")
+    calib = write_image_folder(root / "calib", n_per_class=32, seed=2)
+    out = root / "models"
     paths = {}
-    for precision in ("fp32", "int8"):
-        converter = tf.lite.TFLiteConverter.from_keras_model(model)
-        io = "float"
-        if precision == "int8":
-            converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            converter.representative_dataset = lambda: ([calib[i : i + 1].astype("float32")] for i in range(len(calib)))
-            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            converter.inference_input_type = tf.uint8
-            converter.inference_output_type = tf.uint8
-            io = "uint8"
-        path = out / f"tiny_{precision}.tflite"
-        path.write_bytes(converter.convert())
-        write_metadata(path, ModelMetadata(input_size=TINY_SIZE, precision=precision, io=io, arch="tiny-test-cnn"))
-        paths[precision] = path
+    for config in (ConversionConfig.for_float(out=str(out), check=False),
+                   ConversionConfig.for_int8(str(calib), io="uint8", out=str(out), check=False)):
+        report = convert(tiny_keras_model, config, log=lambda _: None)
+        path = report.outputs[0].path
+        # The converter can only guess a bare .keras file's architecture; the tests know it.
+        write_metadata(path, replace(read_metadata(path), arch="tiny-test-cnn"))
+        paths[config.precisions[0]] = path
     return paths
 
 
 def pytest_configure(config):
     # Slow tests still run by default (CI runs plain `python -m pytest -q`); `-m "not slow"` skips them locally.
-    config.addinivalue_line("markers", "slow: takes more than a few seconds; deselect with -m 'not slow'")
+    config.addinivalue_line("markers", "slow: about 10 s or more (training, the browser, all of CIFAKE); "
+                                       "deselect with -m 'not slow'")

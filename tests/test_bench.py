@@ -123,7 +123,7 @@ def test_archive_and_folder_give_the_same_images_and_limit_samples_both_classes(
     assert len(limited) == 4 and limited.n_found == 24 and set(limited.labels) == {0, 1}
 
 
-def test_cli_without_tensorflow_with_workers_bad_file_csv_and_plot(tiny_tflite, folder, tmp_path):
+def test_cli_without_tensorflow_with_workers_bad_file_csv_and_plot(cli, tiny_tflite, folder, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(folder, data)
     (data / "REAL" / "broken.jpg").write_bytes(b"not a jpeg at all")
@@ -132,14 +132,11 @@ def test_cli_without_tensorflow_with_workers_bad_file_csv_and_plot(tiny_tflite, 
     (site / "sitecustomize.py").write_text(TF_BLOCKER)  # as sitecustomize it also blocks the spawned workers
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(REPO)])}
 
-    def run(*args):
-        return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True, cwd=tmp_path,
-                              env=env, timeout=300)
-
-    assert "blocked by the test" in run("-c", "import tensorflow").stderr  # the blocker does block
+    blocked = subprocess.run([sys.executable, "-c", "import tensorflow"], capture_output=True, text=True, env=env)
+    assert "blocked by the test" in blocked.stderr  # the blocker does block
     out_csv, out_png = tmp_path / "bench.csv", tmp_path / "bench.png"
-    proc = run("-m", "edgedetect", "bench", tiny_tflite["fp32"], tiny_tflite["int8"], "--data", data, "--json",
-               "--workers", "2", "--runs", "5", "--perturb", "jpeg:50", "--csv", out_csv, "--plot", out_png)
+    proc = cli.run("bench", tiny_tflite["fp32"], tiny_tflite["int8"], "--data", data, "--json",
+               "--workers", "2", "--runs", "5", "--perturb", "jpeg:50", "--csv", out_csv, "--plot", out_png, cwd=tmp_path, env=env, timeout=300)
     assert proc.returncode == 1, proc.stderr  # one unreadable file: reported, the rest measured
     doc = json.loads(proc.stdout)  # stdout is exactly one JSON document
     assert doc["n_images"] == 24 and doc["host"]["workers"] == 2
@@ -156,16 +153,11 @@ def test_cli_without_tensorflow_with_workers_bad_file_csv_and_plot(tiny_tflite, 
         assert img.format == "PNG" and img.width >= 600
 
 
-def test_cli_table_and_error_lines(tiny_tflite, folder, tmp_path):
-    from typer.testing import CliRunner
-
-    from edgedetect.cli import app
-
-    result = CliRunner().invoke(app, ["bench", str(tiny_tflite["int8"]), "--data", str(folder), "--workers", "1",
-                                      "--runs", "3"])
+def test_cli_table_and_error_lines(cli, tiny_tflite, folder, tmp_path):
+    result = cli.invoke("bench", tiny_tflite["int8"], "--data", folder, "--workers", "1", "--runs", "3")
     assert result.exit_code == 0, result.output
     assert "tiny_int8" in result.output and "img/s" in result.output and "host:" in result.output
-    bad = CliRunner().invoke(app, ["bench", str(tiny_tflite["int8"]), "--data", str(folder), "--perturb", "zoom:2"])
+    bad = cli.invoke("bench", tiny_tflite["int8"], "--data", folder, "--perturb", "zoom:2")
     assert bad.exit_code != 0 and isinstance(bad.exception, EdgeDetectError)
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import TINY_SIZE, run_cli, write_image_folder
+from conftest import TINY_SIZE, write_image_folder
 from edgedetect.bench import BenchConfig, cpu_flags, has_int8_dot, recommend, run_bench
 from edgedetect.macs import model_macs
 
@@ -90,8 +90,8 @@ def test_without_data_the_recommendation_is_the_lowest_latency():
     assert recommend([], 0.003) is None
 
 
-def test_cli_prints_the_ratio_the_flags_and_the_file_to_use(monkeypatch, capsys, tiny_tflite, folder):
-    code, out, err = run_cli(monkeypatch, capsys, "bench", tiny_tflite["int8"], tiny_tflite["fp32"], "--data", folder,
+def test_cli_prints_the_ratio_the_flags_and_the_file_to_use(cli, tiny_tflite, folder):
+    code, out, err = cli("bench", tiny_tflite["int8"], tiny_tflite["fp32"], "--data", folder,
                            "--runs", "3", "--workers", "1", "--tolerance", "100")
     assert code == 0, err
     assert "× floor" in out and "cpu flags: " in out and "floor: " in out

@@ -281,14 +281,9 @@ def test_latest_run_and_its_data_are_used_without_arguments(tiny_keras_model, ca
     assert meta.metrics["val"] == {"dataset": str(calib_dir), "split": "val", "accuracy": 0.99}
 
 
-def test_cli_convert_prints_table(tiny_keras_model, calib_dir, tmp_path):
-    from typer.testing import CliRunner
-
-    from edgedetect.cli import app
-
-    result = CliRunner().invoke(app, ["convert", str(tiny_keras_model), "--quant", "fp16", "--calib", str(calib_dir),
-                                      "--out", str(tmp_path)])
+def test_cli_convert_prints_table(cli, tiny_keras_model, calib_dir, tmp_path):
+    result = cli.invoke("convert", tiny_keras_model, "--quant", "fp16", "--calib", calib_dir, "--out", tmp_path)
     assert result.exit_code == 0, result.output
     assert "fp16" in result.output and "0/108" in result.output and (tmp_path / "tiny_fp16.tflite").is_file()
-    result = CliRunner().invoke(app, ["convert", str(tiny_keras_model), "--quant", "fp32", "--io", "uint8"])
+    result = cli.invoke("convert", tiny_keras_model, "--quant", "fp32", "--io", "uint8")
     assert isinstance(result.exception, EdgeDetectError) and "--io uint8 needs an int8 output" in str(result.exception)

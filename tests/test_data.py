@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CIFAKE_TEST, CIFAKE_TRAIN, needs_shared_data, run_cli, synthetic_images, write_image_folder
+from conftest import CIFAKE_TEST, CIFAKE_TRAIN, needs_shared_data, synthetic_images, write_image_folder
 from edgedetect import data as data_mod
 from edgedetect.data import (
     ImageFiles,
@@ -389,16 +389,16 @@ def test_inspect_reports_layout_problems_instead_of_failing(tmp_path):
     assert len(r["layout_problems"]) == 1 and "images both inside split folders" in r["layout_problems"][0]
 
 
-def test_inspect_cli_json(tmp_path, monkeypatch, capsys):
-    code, out, err = run_cli(monkeypatch, capsys, "data", "inspect", planted(tmp_path), "--json", "--no-progress")
+def test_inspect_cli_json(cli, tmp_path):
+    code, out, err = cli("data", "inspect", planted(tmp_path), "--json", "--no-progress")
     assert code == 0, err
     doc = json.loads(out)
     assert {"splits", "classes", "counts", "unreadable", "duplicates_within", "duplicates_across"} <= set(doc)
     assert doc["duplicates_across"]["train/test"]["groups"] == 2
 
 
-def test_inspect_cli_missing_path_is_one_line(tmp_path, monkeypatch, capsys):
-    code, out, err = run_cli(monkeypatch, capsys, "data", "inspect", tmp_path / "nope")
+def test_inspect_cli_missing_path_is_one_line(cli, tmp_path):
+    code, out, err = cli("data", "inspect", tmp_path / "nope")
     assert code == 1 and err.strip().count("\n") == 0 and "dataset not found" in err
 
 
@@ -425,9 +425,9 @@ def kagglehub(monkeypatch, tmp_path):
     return install
 
 
-def test_fetch_downloads_to_the_folder_asked_for_and_says_what_next(tmp_path, monkeypatch, capsys, kagglehub):
+def test_fetch_downloads_to_the_folder_asked_for_and_says_what_next(cli, tmp_path, kagglehub):
     calls = kagglehub()
-    code, out, err = run_cli(monkeypatch, capsys, "data", "fetch", "cifake", "--to", tmp_path / "cifake")
+    code, out, err = cli("data", "fetch", "cifake", "--to", tmp_path / "cifake")
     assert code == 0, err
     assert calls == [{"handle": "birdy654/cifake-real-and-ai-generated-synthetic-images",
                       "output_dir": str(tmp_path / "cifake"), "force_download": False}]
@@ -457,7 +457,7 @@ def test_fetch_without_output_dir_support_links_the_folder(tmp_path, kagglehub):
                     r"kaggle.json in ~/.kaggle/"),
     ("forbidden", r"Kaggle refused the download .*403 Client Error"),
 ])
-def test_fetch_errors_are_one_line_saying_what_to_do(tmp_path, monkeypatch, capsys, kagglehub, error, message):
+def test_fetch_errors_are_one_line_saying_what_to_do(cli, tmp_path, kagglehub, error, message):
     import requests
     from kagglehub.exceptions import KaggleApiHTTPError, UnauthenticatedError
 
@@ -471,7 +471,7 @@ def test_fetch_errors_are_one_line_saying_what_to_do(tmp_path, monkeypatch, caps
         raise KaggleApiHTTPError("403 Client Error.\n\nYou don't have permission", response=response)
 
     kagglehub(failing)
-    code, out, err = run_cli(monkeypatch, capsys, "data", "fetch", "cifake")
+    code, out, err = cli("data", "fetch", "cifake")
     assert code == 1
     assert err.count("\n") == 1 and err.startswith("error: ")
     assert "Traceback" not in err
@@ -510,6 +510,7 @@ def test_inspect_the_real_cifake_test_tarball():
     assert r["stats"]["test"]["FAKE"]["formats"] == {"JPEG": 4803}
 
 
+@pytest.mark.slow  # 22 s: every CIFAKE image
 def test_the_real_cifake_train_and_test_tarballs_do_not_leak():
     needs_shared_data()
     if not CIFAKE_TRAIN.is_file():

@@ -6,6 +6,7 @@ import pytest
 from conftest import write_image_folder
 
 
+@pytest.mark.slow  # 22 s: it trains the members
 def test_ensemble_averages_members_and_reads_like_a_run(tmp_path, monkeypatch):
     keras = pytest.importorskip("keras")
     from edgedetect.errors import EdgeDetectError
@@ -45,6 +46,7 @@ def test_ensemble_refuses_runs_with_different_val_carves(tmp_path, monkeypatch):
         make_ensemble([str(tmp_path / "a"), str(tmp_path / "b")], str(tmp_path / "e"))
 
 
+@pytest.mark.slow  # 31 s: it trains the members
 def test_ensemble_of_members_at_different_sizes_upscales_in_the_graph(tmp_path, monkeypatch):
     """A member trained at 48 px on 32-px images joins a 32-px one: the ensemble takes 32 px and upscales in the
     graph as Pillow did for that member in training (within a grey level), and it converts to .tflite."""

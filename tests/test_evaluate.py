@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import conftest
-from conftest import REPO, TF_BLOCKER, TINY_SIZE, run_cli_without_tf, write_image_folder
+from conftest import REPO, TF_BLOCKER, TF_PACKAGES, TINY_SIZE, write_image_folder
 from edgedetect.data import load_dataset
 from edgedetect.evaluate import EvalConfig, evaluate, worst_mistakes
 from edgedetect.metrics import binary_metrics, optimal_threshold
@@ -37,18 +36,14 @@ def test_only(tmp_path_factory):
     return write_image_folder(tmp_path_factory.mktemp("testonly") / "t", n_per_class=5, size=TINY_SIZE, split="test")
 
 
-def run_cli(monkeypatch, capsys, *args) -> tuple[int, str, str]:
-    return conftest.run_cli(monkeypatch, capsys, "evaluate", *args)
-
-
-def evaluate_json(monkeypatch, capsys, *args) -> dict:
-    code, out, err = run_cli(monkeypatch, capsys, *args, "--json")
+def evaluate_json(cli, *args) -> dict:
+    code, out, err = cli("evaluate", *args, "--json")
     assert code == 0, err
     return json.loads(out)  # stdout is exactly one JSON document
 
 
-def test_json_keras_and_tflite_agree_and_match_the_runtime(monkeypatch, capsys, tiny_keras_model, tiny_tflite, data):
-    docs = {name: evaluate_json(monkeypatch, capsys, path, "--data", data)
+def test_json_keras_and_tflite_agree_and_match_the_runtime(cli, tiny_keras_model, tiny_tflite, data):
+    docs = {name: evaluate_json(cli, path, "--data", data)
             for name, path in [("keras", tiny_keras_model), *tiny_tflite.items()]}
     for doc in docs.values():
         assert KEYS <= set(doc)
@@ -69,26 +64,26 @@ def test_json_keras_and_tflite_agree_and_match_the_runtime(monkeypatch, capsys, 
     assert {k: docs["int8"][k] for k in expected} == expected
 
 
-def test_threshold_comes_from_option_metadata_or_run(monkeypatch, capsys, tiny_keras_model, tiny_tflite, data, tmp_path):
+def test_threshold_comes_from_option_metadata_or_run(cli, tiny_keras_model, tiny_tflite, data, tmp_path):
     tflite = tmp_path / "m.tflite"
     shutil.copy(tiny_tflite["fp32"], tflite)
     meta = json.loads(tiny_tflite["fp32"].with_suffix(".json").read_text())
     (tmp_path / "m.json").write_text(json.dumps({**meta, "threshold": 0.7}))
-    doc = evaluate_json(monkeypatch, capsys, tflite, "--data", data)
+    doc = evaluate_json(cli, tflite, "--data", data)
     assert doc["threshold"] == 0.7 and doc["threshold_source"] == "model metadata (m.json)"
-    doc = evaluate_json(monkeypatch, capsys, tflite, "--data", data, "--threshold", 0.3)
+    doc = evaluate_json(cli, tflite, "--data", data, "--threshold", 0.3)
     assert doc["threshold"] == 0.3 and doc["threshold_source"] == "--threshold"
 
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(tiny_keras_model, run / "best.keras")
     (run / "metrics.json").write_text(json.dumps({"threshold": 0.25, "threshold_method": "youden J on val"}))
-    doc = evaluate_json(monkeypatch, capsys, run / "best.keras", "--data", data)
+    doc = evaluate_json(cli, run / "best.keras", "--data", data)
     assert doc["threshold"] == 0.25 and "youden J on val" in doc["threshold_source"]
     assert doc["confusion_matrix"] == binary_metrics(*_keras_scores(run / "best.keras", data), 0.25)["confusion_matrix"]
 
     (tmp_path / "m.json").unlink()
-    doc = evaluate_json(monkeypatch, capsys, tflite, "--data", data)
+    doc = evaluate_json(cli, tflite, "--data", data)
     assert doc["threshold"] == 0.5 and doc["threshold_source"].startswith("default 0.5")
 
 
@@ -132,46 +127,46 @@ def _keras_predict(model_path, x):
     return keras.saving.load_model(model_path).predict(x.astype("float32"), verbose=0).ravel()
 
 
-def test_threshold_errors(monkeypatch, capsys, tiny_tflite, data, test_only):
+def test_threshold_errors(cli, tiny_tflite, data, test_only):
     model = tiny_tflite["fp32"]
-    code, out, err = run_cli(monkeypatch, capsys, model, "--data", data, "--split", "val", "--optimize-threshold", "youden")
+    code, out, err = cli("evaluate", model, "--data", data, "--split", "val", "--optimize-threshold", "youden")
     assert code == 1 and out == ""
     assert err.startswith("error: --optimize-threshold chooses the threshold on the val split, which is the split being evaluated")
-    code, _, err = run_cli(monkeypatch, capsys, model, "--data", test_only, "--optimize-threshold", "f1")
+    code, _, err = cli("evaluate", model, "--data", test_only, "--optimize-threshold", "f1")
     assert code == 1 and "no val split to choose a threshold on (found: test; a test split is never used" in err
-    code, _, err = run_cli(monkeypatch, capsys, model, "--data", data, "--optimize-threshold", "f1", "--threshold", "0.5")
+    code, _, err = cli("evaluate", model, "--data", data, "--optimize-threshold", "f1", "--threshold", "0.5")
     assert code == 1 and "--threshold and --optimize-threshold both given" in err
     assert len(err.strip().splitlines()) == 1
 
 
-def test_exit_codes_and_messages(monkeypatch, capsys, tiny_tflite, data, test_only, tmp_path):
+def test_exit_codes_and_messages(cli, tiny_tflite, data, test_only, tmp_path):
     model = tiny_tflite["int8"]
-    assert run_cli(monkeypatch, capsys, model, "--data", test_only)[0] == 0
-    code, _, err = run_cli(monkeypatch, capsys, tmp_path / "missing.tflite", "--data", data)
+    assert cli("evaluate", model, "--data", test_only)[0] == 0
+    code, _, err = cli("evaluate", tmp_path / "missing.tflite", "--data", data)
     assert code == 2 and "does not exist" in err
-    code, _, err = run_cli(monkeypatch, capsys, model, "--data", data, "--threshold", "1.5")
+    code, _, err = cli("evaluate", model, "--data", data, "--threshold", "1.5")
     assert code == 2
-    code, _, err = run_cli(monkeypatch, capsys, model, "--data", data, "--optimize-threshold", "auc")
+    code, _, err = cli("evaluate", model, "--data", data, "--optimize-threshold", "auc")
     assert code == 2
     (tmp_path / "model.onnx").write_bytes(b"\0" * 16)
-    code, _, err = run_cli(monkeypatch, capsys, tmp_path / "model.onnx", "--data", data)
+    code, _, err = cli("evaluate", tmp_path / "model.onnx", "--data", data)
     assert code == 1 and err == "error: " + str(tmp_path / "model.onnx") + (
         ": unsupported model type '.onnx'; evaluate takes a .keras (from `edgedetect train`) or a .tflite file\n")
-    code, _, err = run_cli(monkeypatch, capsys, model, "--data", test_only, "--split", "train")
+    code, _, err = cli("evaluate", model, "--data", test_only, "--split", "train")
     assert code == 1 and "has no 'train' split (found: test)" in err
     (tmp_path / "bad.keras").write_bytes(b"not a zip")
-    code, _, err = run_cli(monkeypatch, capsys, tmp_path / "bad.keras", "--data", data)
+    code, _, err = cli("evaluate", tmp_path / "bad.keras", "--data", data)
     assert code == 1 and "cannot load this Keras model" in err and len(err.strip().splitlines()) == 1
 
 
-def test_human_output_and_limit(monkeypatch, capsys, tiny_tflite, data):
-    code, out, err = run_cli(monkeypatch, capsys, tiny_tflite["fp32"], "--data", data, "--limit", 10)
+def test_human_output_and_limit(cli, tiny_tflite, data):
+    code, out, err = cli("evaluate", tiny_tflite["fp32"], "--data", data, "--limit", 10)
     assert code == 0, err
     assert "split test: 10 of 40 images (seeded random subset)" in out
     for text in ("accuracy", "balanced accuracy", "precision", "recall", "f1", "roc auc", "confusion matrix",
                  "true REAL", "true FAKE", "pred FAKE", "threshold 0.5: model metadata"):
         assert text in out
-    doc = evaluate_json(monkeypatch, capsys, tiny_tflite["fp32"], "--data", data, "--limit", 10)
+    doc = evaluate_json(cli, tiny_tflite["fp32"], "--data", data, "--limit", 10)
     assert doc["n"] == 10 and sum(map(sum, doc["confusion_matrix"])) == 10
 
 
@@ -184,10 +179,10 @@ def test_worst_mistakes_are_the_most_confidently_wrong():
     assert worst_mistakes([0, 1], [0.1, 0.9], 0.5).tolist() == []
 
 
-def test_plots_are_written_and_mistakes_listed(monkeypatch, capsys, tiny_tflite, data, tmp_path):
+def test_plots_are_written_and_mistakes_listed(cli, tiny_tflite, data, tmp_path):
     plots = tmp_path / "plots"
     # A threshold of 0 calls every image FAKE, so all 20 REAL images are mistakes.
-    doc = evaluate_json(monkeypatch, capsys, tiny_tflite["fp32"], "--data", data, "--threshold", 0, "--plots", plots)
+    doc = evaluate_json(cli, tiny_tflite["fp32"], "--data", data, "--threshold", 0, "--plots", plots)
     names = ["roc.png", "confusion_matrix.png", "worst_mistakes.png"]
     assert doc["plots"] == [str(plots / n) for n in names]
     assert sorted(p.name for p in plots.iterdir()) == sorted(names)  # no temporary files left behind
@@ -201,30 +196,30 @@ def test_plots_are_written_and_mistakes_listed(monkeypatch, capsys, tiny_tflite,
     assert wrong_conf == sorted(wrong_conf, reverse=True)
 
     (tmp_path / "afile").write_text("")
-    code, _, err = run_cli(monkeypatch, capsys, tiny_tflite["fp32"], "--data", data, "--plots", tmp_path / "afile")
+    code, _, err = cli("evaluate", tiny_tflite["fp32"], "--data", data, "--plots", tmp_path / "afile")
     assert code == 1 and "is a file; give a folder" in err
 
 
-def test_existing_plots_are_replaced_only_with_force(monkeypatch, capsys, tiny_tflite, data, tmp_path):
+def test_existing_plots_are_replaced_only_with_force(cli, tiny_tflite, data, tmp_path):
     plots = tmp_path / "plots"
     plots.mkdir()
     (plots / "confusion_matrix.png").write_bytes(b"mine")
-    code, out, err = run_cli(monkeypatch, capsys, tiny_tflite["fp32"], "--data", data, "--plots", plots)
+    code, out, err = cli("evaluate", tiny_tflite["fp32"], "--data", data, "--plots", plots)
     assert code == 1 and out == ""  # refused before any work: nothing scored or printed
     assert err == f"error: {plots / 'confusion_matrix.png'} already exists; pass --force to overwrite it or choose " \
                   "another output path\n"
     assert sorted(p.name for p in plots.iterdir()) == ["confusion_matrix.png"]
     assert (plots / "confusion_matrix.png").read_bytes() == b"mine"
 
-    doc = evaluate_json(monkeypatch, capsys, tiny_tflite["fp32"], "--data", data, "--plots", plots, "--force")
+    doc = evaluate_json(cli, tiny_tflite["fp32"], "--data", data, "--plots", plots, "--force")
     assert len(doc["plots"]) == 3
     with Image.open(plots / "confusion_matrix.png") as img:
         assert img.format == "PNG"
 
 
-def test_tflite_evaluation_never_imports_tensorflow(tiny_tflite, tiny_keras_model, data, tmp_path):
+def test_tflite_evaluation_never_imports_tensorflow(cli, tiny_tflite, tiny_keras_model, data, tmp_path):
     def run(*args):
-        return run_cli_without_tf("evaluate", *args)
+        return cli.run("evaluate", *args, block=TF_PACKAGES)
 
     assert "blocked by the test" in subprocess.run([sys.executable, "-c", TF_BLOCKER + "import tensorflow"],
                                                    capture_output=True, text=True).stderr

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, TINY_SIZE, run_cli, run_cli_without_tf
+from conftest import REPO, TF_PACKAGES, TINY_SIZE
 from edgedetect.errors import EdgeDetectError
 from edgedetect.explain import Explanation, crop_map, occlusion_boxes, occlusion_map
 
@@ -124,22 +124,22 @@ def test_gradcam_peak_is_in_the_planted_region(tiny_keras_model, tmp_path):
     assert e.heatmap[QUADRANT].mean() > 2 * e.heatmap.mean()
 
 
-def test_explain_cli_picks_gradcam_for_a_keras_model(tiny_keras_model, tmp_path, monkeypatch, capsys):
+def test_explain_cli_picks_gradcam_for_a_keras_model(cli, tiny_keras_model, tmp_path):
     image = tmp_path / "planted.png"
     image.write_bytes(_png(planted()))
-    code, out, err = run_cli(monkeypatch, capsys, "explain", image, "--model", tiny_keras_model, "--json",
+    code, out, err = cli("explain", image, "--model", tiny_keras_model, "--json",
                              "--out", tmp_path / "pictures")
     assert code == 0, err
     r = json.loads(out)["results"][0]
     assert r["method"] == "grad-cam" and (tmp_path / "pictures" / "planted.png").is_file()
-    code, _, err = run_cli(monkeypatch, capsys, "explain", image, "--model", tiny_keras_model, "--patch", "4")
+    code, _, err = cli("explain", image, "--model", tiny_keras_model, "--patch", "4")
     assert code == 1 and "--patch, --stride and --fill set the occlusion method" in err
 
 
-def test_a_keras_model_without_tensorflow_is_a_one_line_error(tiny_keras_model, tmp_path):
+def test_a_keras_model_without_tensorflow_is_a_one_line_error(cli, tiny_keras_model, tmp_path):
     image = tmp_path / "planted.png"
     image.write_bytes(_png(planted()))
-    proc = run_cli_without_tf("explain", image, "--model", tiny_keras_model, "--out", tmp_path)
+    proc = cli.run("explain", image, "--model", tiny_keras_model, "--out", tmp_path, block=TF_PACKAGES)
     assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == [
         f"error: {tiny_keras_model}: explaining a .keras model (Grad-CAM) needs TensorFlow and Keras (No module named "
@@ -148,12 +148,12 @@ def test_a_keras_model_without_tensorflow_is_a_one_line_error(tiny_keras_model, 
 
 # --- the command, on the runtime alone ---
 
-def test_explain_cli_without_tensorflow_writes_pictures_and_numbers(tiny_tflite, tmp_path):
+def test_explain_cli_without_tensorflow_writes_pictures_and_numbers(cli, tiny_tflite, tmp_path):
     image, broken = tmp_path / "planted.png", tmp_path / "broken.jpg"
     image.write_bytes(_png(planted()))
     broken.write_bytes(b"not an image")
     out = tmp_path / "pictures"
-    proc = run_cli_without_tf("explain", image, broken, "--model", tiny_tflite["int8"], "--out", out, "--json")
+    proc = cli.run("explain", image, broken, "--model", tiny_tflite["int8"], "--out", out, "--json", block=TF_PACKAGES)
     assert proc.returncode == 1, proc.stderr  # one input failed
     doc = json.loads(proc.stdout)
     ok, bad = doc["results"]
@@ -166,20 +166,20 @@ def test_explain_cli_without_tensorflow_writes_pictures_and_numbers(tiny_tflite,
         assert pic.format == "PNG" and pic.width >= 600
 
     # Running again replaces the pictures explain wrote; any other file in the way is kept unless --force.
-    proc = run_cli_without_tf("explain", image, "--model", tiny_tflite["int8"], "--out", out)
+    proc = cli.run("explain", image, "--model", tiny_tflite["int8"], "--out", out, block=TF_PACKAGES)
     assert proc.returncode == 0, proc.stderr
     (out / "planted.png").write_bytes(b"my own file")
-    proc = run_cli_without_tf("explain", image, "--model", tiny_tflite["int8"], "--out", out)
+    proc = cli.run("explain", image, "--model", tiny_tflite["int8"], "--out", out, block=TF_PACKAGES)
     assert proc.returncode == 1 and "planted.png already exists and is not a picture edgedetect explain wrote" in proc.stderr
     assert (out / "planted.png").read_bytes() == b"my own file"
 
 
-def test_explain_the_shipped_pair_on_the_mission_sample(tmp_path, monkeypatch, capsys):
+def test_explain_the_shipped_pair_on_the_mission_sample(cli, tmp_path):
     """`edgedetect explain imgs/fake/5.jpg --json`: the photo model decides, as in predict, and maps its crops."""
     from edgedetect.predict import load_default_models, predict_files
 
     sample = REPO / "imgs" / "fake" / "5.jpg"
-    code, out, err = run_cli(monkeypatch, capsys, "explain", sample, "--out", tmp_path, "--json")
+    code, out, err = cli("explain", sample, "--out", tmp_path, "--json")
     assert code == 0, err
     r = json.loads(out)["results"][0]
     (expected,) = predict_files(load_default_models(threads=1), [str(sample)])
@@ -188,8 +188,8 @@ def test_explain_the_shipped_pair_on_the_mission_sample(tmp_path, monkeypatch, c
     assert r["images_run"] == r["params"]["crops"] == 16 and (tmp_path / "5.png").is_file()
 
 
-def test_explain_the_shipped_32px_model_on_a_sample_photo(tmp_path, monkeypatch, capsys):
-    code, out, err = run_cli(monkeypatch, capsys, "explain", REPO / "imgs" / "real" / "cat.jpg", "--out", tmp_path,
+def test_explain_the_shipped_32px_model_on_a_sample_photo(cli, tmp_path):
+    code, out, err = cli("explain", REPO / "imgs" / "real" / "cat.jpg", "--out", tmp_path,
                              "--json", "--model", REPO / "models" / "cnn_pair32_int8.tflite")
     assert code == 0, err
     doc = json.loads(out)

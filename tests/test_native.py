@@ -90,6 +90,7 @@ def native_run(tmp_path_factory):
     return {"run": run_dir, "data": data, **paths}
 
 
+@pytest.mark.slow  # the native_run fixture trains (30 s)
 def test_crop_run_learns_and_records_its_sources(native_run):
     config = json.loads((native_run["run"] / "config.json").read_text())
     metrics = json.loads((native_run["run"] / "metrics.json").read_text())
@@ -100,6 +101,7 @@ def test_crop_run_learns_and_records_its_sources(native_run):
     assert metrics["val"]["roc_auc"] >= 0.9, metrics["val"]
 
 
+@pytest.mark.slow  # the native_run fixture trains (30 s)
 def test_converted_metadata_states_the_crop_mode(native_run):
     from edgedetect.metadata import read_metadata
 
@@ -111,6 +113,7 @@ def test_converted_metadata_states_the_crop_mode(native_run):
         assert meta.training["sources"] == ["data"] and meta.training["image_sizes"]["long_side"][2] <= 178
 
 
+@pytest.mark.slow  # the native_run fixture trains (30 s)
 def test_keras_and_tflite_agree_per_image_on_real_size_images(native_run, tmp_path):
     """The Keras model, the fp32 file and the int8 file give the same per-image answer on images of their own size."""
     import keras
@@ -135,6 +138,7 @@ def test_keras_and_tflite_agree_per_image_on_real_size_images(native_run, tmp_pa
     assert all(r["model"] == native_run["fp32"].name and r["warning"] is None for r in results["fp32"])
 
 
+@pytest.mark.slow  # the native_run fixture trains (30 s)
 def test_auto_model_routes_by_size_and_says_which(native_run, tiny_tflite, tmp_path):
     from edgedetect.predict import AutoModel, predict_files
     from edgedetect.runtime import Classifier
@@ -148,6 +152,7 @@ def test_auto_model_routes_by_size_and_says_which(native_run, tiny_tflite, tmp_p
     assert by_name["small.png"]["threshold"] == Classifier(tiny_tflite["fp32"]).threshold
 
 
+@pytest.mark.slow  # the native_run fixture trains (30 s)
 def test_out_of_domain_images_carry_a_warning(native_run, tiny_tflite, tmp_path):
     from edgedetect.predict import predict_files
     from edgedetect.runtime import Classifier

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import REPO, TF_BLOCKER, run_cli_without_tf, write_image_folder
+from conftest import REPO, TF_BLOCKER, TF_PACKAGES, write_image_folder
 
 
 def run_python(code: str) -> subprocess.CompletedProcess:
@@ -23,17 +23,17 @@ def test_runtime_modules_do_not_import_tensorflow():
     assert proc.stdout.strip() == "[]"
 
 
-def test_predict_and_info_work_when_tensorflow_cannot_be_imported(tiny_tflite, tmp_path):
+def test_predict_and_info_work_when_tensorflow_cannot_be_imported(cli, tiny_tflite, tmp_path):
     folder = write_image_folder(tmp_path / "imgs", n_per_class=3)
     blocked = run_python(TF_BLOCKER + "import tensorflow")
     assert "blocked by the test" in blocked.stderr  # the blocker does block
 
-    proc = run_cli_without_tf("predict", folder, "--model", tiny_tflite["int8"], "--json")
+    proc = cli.run("predict", folder, "--model", tiny_tflite["int8"], "--json", block=TF_PACKAGES)
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["n_images"] == 6 and {r["label"] for r in doc["results"]} <= {"REAL", "FAKE"}
     assert doc["interpreter"].startswith(("ai-edge-litert", "tflite-runtime"))
 
-    proc = run_cli_without_tf("info", tiny_tflite["int8"])
+    proc = cli.run("info", tiny_tflite["int8"], block=TF_PACKAGES)
     assert proc.returncode == 0, proc.stderr
     assert "uint8" in proc.stdout

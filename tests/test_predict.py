@@ -1,15 +1,13 @@
 """`edgedetect predict` and `edgedetect info`, run as a user runs them (subprocess), on real files made here."""
 
 import json
-import subprocess
-import sys
 import tarfile
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import CIFAKE_TEST, REPO, TINY_SIZE, needs_shared_data, write_image_folder
+from conftest import CIFAKE_TEST, TINY_SIZE, needs_shared_data, write_image_folder
 from edgedetect.errors import EdgeDetectError
 from edgedetect.predict import collect_inputs, default_model_path, predict_files
 from edgedetect.preprocess import load_image
@@ -19,13 +17,8 @@ from edgedetect.runtime import Classifier
 CONTRACT = {"path", "label", "p_fake", "error", "model", "threshold", "size", "warning"}
 
 
-def cli(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "edgedetect", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd or REPO, timeout=120)
-
-
-def predict_json(*args, cwd=None):
-    proc = cli("predict", *args, "--json", cwd=cwd)
+def predict_json(cli, *args, cwd=None):
+    proc = cli.run("predict", *args, "--json", cwd=cwd)
     return proc, json.loads(proc.stdout)  # stdout must be exactly one JSON document
 
 
@@ -73,8 +66,8 @@ def test_predict_files_batches_and_keeps_going_past_a_bad_file(tiny_tflite, fold
     assert all(r["label"] == ("FAKE" if r["p_fake"] >= 0.5 else "REAL") for r in ok)
 
 
-def test_json_contract_and_exit_0(tiny_tflite, folder):
-    proc, doc = predict_json(folder, "--model", tiny_tflite["fp32"])
+def test_json_contract_and_exit_0(cli, tiny_tflite, folder):
+    proc, doc = predict_json(cli, folder, "--model", tiny_tflite["fp32"])
     assert proc.returncode == 0, proc.stderr
     assert doc["model"] == str(tiny_tflite["fp32"]) and doc["threshold"] == 0.5
     assert doc["n_images"] == 12 and doc["n_failed"] == 0 and doc["n_fake"] + doc["n_real"] == 12
@@ -85,15 +78,15 @@ def test_json_contract_and_exit_0(tiny_tflite, folder):
     assert np.mean([r["label"] == truth(r["path"]) for r in doc["results"]]) >= 0.9
 
 
-def test_threshold_option_overrides_metadata(tiny_tflite, folder):
-    proc, doc = predict_json(folder, "--model", tiny_tflite["fp32"], "--threshold", "0")
+def test_threshold_option_overrides_metadata(cli, tiny_tflite, folder):
+    proc, doc = predict_json(cli, folder, "--model", tiny_tflite["fp32"], "--threshold", "0")
     assert proc.returncode == 0 and doc["threshold"] == 0.0 and doc["threshold_source"] == "--threshold"
     assert {r["label"] for r in doc["results"]} == {"FAKE"}  # p_fake >= 0 always
 
 
-def test_bad_file_in_folder_continues_and_exits_1(tiny_tflite, folder):
+def test_bad_file_in_folder_continues_and_exits_1(cli, tiny_tflite, folder):
     (folder / "FAKE" / "oops (1).jpg").write_text("text, not an image")
-    proc, doc = predict_json(folder, tmp_missing := folder / "nope.png", "--model", tiny_tflite["fp32"])
+    proc, doc = predict_json(cli, folder, tmp_missing := folder / "nope.png", "--model", tiny_tflite["fp32"])
     assert proc.returncode == 1
     assert doc["n_failed"] == 2 and doc["n_fake"] + doc["n_real"] == 12
     errors = {r["path"]: r["error"] for r in doc["results"] if r["error"]}
@@ -101,9 +94,9 @@ def test_bad_file_in_folder_continues_and_exits_1(tiny_tflite, folder):
                       str(tmp_missing): "not found: no such file or folder"}
 
 
-def test_human_output_table_summary_and_failures(tiny_tflite, folder):
+def test_human_output_table_summary_and_failures(cli, tiny_tflite, folder):
     (folder / "REAL" / "bad.png").write_bytes(b"")
-    proc = cli("predict", folder, "--model", tiny_tflite["fp32"])
+    proc = cli.run("predict", folder, "--model", tiny_tflite["fp32"])
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     lines = proc.stdout.splitlines()
     rows = [line.split() for line in lines if line.strip().startswith(str(folder))]
@@ -114,21 +107,21 @@ def test_human_output_table_summary_and_failures(tiny_tflite, folder):
     assert proc.stderr.splitlines()[-2:] == ["1 failed:", f"  {folder / 'REAL' / 'bad.png'}: empty file (0 bytes)"]
 
 
-def test_paths_with_spaces_parentheses_and_globs(tiny_tflite, tmp_path):
+def test_paths_with_spaces_parentheses_and_globs(cli, tiny_tflite, tmp_path):
     root = write_image_folder(tmp_path / "my photos (2024)", n_per_class=3)
     single = root / "REAL" / "0 (1).png"
     pattern = str(root / "**" / "*(2).png")  # the FAKE images, found by a quoted recursive glob
-    proc, doc = predict_json(single, pattern, "--model", tiny_tflite["fp32"])
+    proc, doc = predict_json(cli, single, pattern, "--model", tiny_tflite["fp32"])
     assert proc.returncode == 0, proc.stderr
     paths = [r["path"] for r in doc["results"]]
     assert paths[0] == str(single) and sorted(paths[1:]) == sorted(str(p) for p in (root / "FAKE").glob("*"))
 
-    proc, doc = predict_json(str(tmp_path / "*.webp"), "--model", tiny_tflite["fp32"])
+    proc, doc = predict_json(cli, str(tmp_path / "*.webp"), "--model", tiny_tflite["fp32"])
     assert proc.returncode == 1 and doc["results"][0]["error"].startswith("pattern matches nothing")
 
 
-def test_int8_io_model(tiny_tflite, folder):
-    proc, doc = predict_json(folder, "--model", tiny_tflite["int8"])
+def test_int8_io_model(cli, tiny_tflite, folder):
+    proc, doc = predict_json(cli, folder, "--model", tiny_tflite["int8"])
     assert proc.returncode == 0, proc.stderr
     assert doc["precision"] == "int8"
     # uint8 output dequantized with the tensor's own scale: probabilities, not raw 0..255 codes
@@ -136,9 +129,9 @@ def test_int8_io_model(tiny_tflite, folder):
     assert np.mean([r["label"] == truth(r["path"]) for r in doc["results"]]) >= 0.9
 
 
-def test_plot_writes_a_picture(tiny_tflite, folder, tmp_path):
+def test_plot_writes_a_picture(cli, tiny_tflite, folder, tmp_path):
     out = tmp_path / "results.png"
-    proc = cli("predict", folder, "--model", tiny_tflite["int8"], "--plot", out)
+    proc = cli.run("predict", folder, "--model", tiny_tflite["int8"], "--plot", out)
     assert proc.returncode == 0, proc.stderr
     assert f"plot: {out} (12 images)" in proc.stdout.replace("\n", "")
     with Image.open(out) as img:
@@ -146,34 +139,34 @@ def test_plot_writes_a_picture(tiny_tflite, folder, tmp_path):
     assert not list(tmp_path.glob(".results.png.*"))  # the atomic write left no temporary file
 
 
-def test_plot_to_missing_folder_fails_before_running(tiny_tflite, folder, tmp_path):
-    proc = cli("predict", folder, "--model", tiny_tflite["fp32"], "--plot", tmp_path / "nope" / "r.png")
+def test_plot_to_missing_folder_fails_before_running(cli, tiny_tflite, folder, tmp_path):
+    proc = cli.run("predict", folder, "--model", tiny_tflite["fp32"], "--plot", tmp_path / "nope" / "r.png")
     assert proc.returncode == 1 and proc.stdout == ""
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --plot ") and "does not exist" in proc.stderr
 
 
 @pytest.mark.parametrize("args", [[], ["x.png", "--threshold", "1.5"], ["x.png", "--model", "missing.tflite"],
                                   ["x.png", "--frobnicate"], ["x.png", "--threads", "0"]])
-def test_usage_errors_exit_2(args):
-    proc = cli("predict", *args)
+def test_usage_errors_exit_2(cli, args):
+    proc = cli.run("predict", *args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "Usage:" in proc.stderr
 
 
 @pytest.mark.parametrize("content, message", [(b"not a model", "not a valid TFLite model"), (None, "not a .tflite")])
-def test_corrupt_or_wrong_model_is_one_line(tmp_path, folder, content, message):
+def test_corrupt_or_wrong_model_is_one_line(cli, tmp_path, folder, content, message):
     model = tmp_path / ("bad.tflite" if content else "model.keras")
     model.write_bytes(content or b"PK")
-    proc = cli("predict", folder, "--model", model)
+    proc = cli.run("predict", folder, "--model", model)
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {model}: {message}")
 
 
-def test_without_model_uses_the_shipped_default_or_says_to_pass_one(folder):
+def test_without_model_uses_the_shipped_default_or_says_to_pass_one(cli, folder):
     try:
         default = default_model_path()
     except EdgeDetectError:
         default = None
-    proc = cli("predict", folder, "--json")
+    proc = cli.run("predict", folder, "--json")
     if default is None:
         assert proc.returncode == 1 and proc.stdout == ""
         assert proc.stderr.strip().splitlines()[-1] == ("error: no default model is installed with this copy of "
@@ -185,25 +178,25 @@ def test_without_model_uses_the_shipped_default_or_says_to_pass_one(folder):
         assert json.loads(proc.stdout)["model"] == (str(default) if photo is None else [str(default), str(photo)])
 
 
-def test_info_prints_tensors_and_quantization(tiny_tflite):
+def test_info_prints_tensors_and_quantization(cli, tiny_tflite):
     from edgedetect.interpreter import find_interpreter
 
     interp = find_interpreter()[0](model_path=str(tiny_tflite["int8"]))
     scale, zero = interp.get_output_details()[0]["quantization"]
 
-    proc = cli("info", tiny_tflite["int8"], "--json")
+    proc = cli.run("info", tiny_tflite["int8"], "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     assert doc["input"]["dtype"] == "uint8" and doc["input"]["shape"][1:] == [TINY_SIZE, TINY_SIZE, 3]
     assert doc["output"]["quantization"] == {"scale": scale, "zero_point": zero}
     assert doc["size_bytes"] == tiny_tflite["int8"].stat().st_size and doc["metadata"]["precision"] == "int8"
 
-    proc = cli("info", tiny_tflite["fp32"])
+    proc = cli.run("info", tiny_tflite["fp32"])
     assert proc.returncode == 0, proc.stderr
     assert "float32" in proc.stdout and "tiny-test-cnn" in proc.stdout and "preprocessing.resize" in proc.stdout
 
 
-def test_predict_on_real_cifake_images(tiny_tflite, tmp_path):
+def test_predict_on_real_cifake_images(cli, tiny_tflite, tmp_path):
     needs_shared_data()
     wanted = {"REAL": 25, "FAKE": 25}
     with tarfile.open(CIFAKE_TEST) as tar:  # stream: stop after 25 of each class
@@ -216,7 +209,7 @@ def test_predict_on_real_cifake_images(tiny_tflite, tmp_path):
                 out.write_bytes(tar.extractfile(member).read())
             if not any(wanted.values()):
                 break
-    proc, doc = predict_json(tmp_path / "test", "--model", tiny_tflite["int8"])
+    proc, doc = predict_json(cli, tmp_path / "test", "--model", tiny_tflite["int8"])
     assert proc.returncode == 0, proc.stderr
     assert doc["n_images"] == 50 and doc["n_failed"] == 0
     assert all(r["label"] in ("REAL", "FAKE") and 0 <= r["p_fake"] <= 1 for r in doc["results"])

@@ -1,24 +1,15 @@
 """The README's quick start, run as a user would, against the shipped default model (no --model, no network)."""
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import CIFAKE_TEST, REPO, needs_shared_data
 
-CLI = [sys.executable, "-m", "edgedetect"]
-
-
-def run(*args):
-    return subprocess.run([*CLI, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
-
-
-def test_readme_predict_on_the_sample_images_uses_the_default_pair():
+def test_readme_predict_on_the_sample_images_uses_the_default_pair(cli):
     """The README's quick start: every real sample REAL, imgs/fake/5.jpg FAKE, each result naming its model."""
-    done = run("predict", "imgs/fake", "imgs/real", "--json")
+    done = cli.run("predict", "imgs/fake", "imgs/real", "--json", timeout=300)
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     manifest = json.loads((REPO / "models" / "default.json").read_text())
@@ -35,9 +26,10 @@ def test_readme_predict_on_the_sample_images_uses_the_default_pair():
     assert by_name["imgs/fake/5.jpg"]["label"] == "FAKE"
 
 
-def test_readme_info_describes_every_shipped_model():
+@pytest.mark.slow  # 12 s: one process per shipped model
+def test_readme_info_describes_every_shipped_model(cli):
     for model in sorted((REPO / "models").glob("*.tflite")):
-        done = run("info", str(model), "--json")
+        done = cli.run("info", str(model), "--json", timeout=300)
         assert done.returncode == 0, done.stderr
         doc = json.loads(done.stdout)
         crops = doc["metadata"]["preprocessing"].get("mode") == "crops"
@@ -46,7 +38,8 @@ def test_readme_info_describes_every_shipped_model():
         assert doc["metadata"]["labels"] == ["REAL", "FAKE"]
 
 
-def test_default_model_meets_its_accuracy_target_on_the_cifake_test_half():
+@pytest.mark.slow  # 17 s: 2 x 9,816 images
+def test_default_model_meets_its_accuracy_target_on_the_cifake_test_half(cli):
     """The model card's claim: default int8 >= 97.5% on the clean CIFAKE test half, within 0.3 points of fp32."""
     needs_shared_data()
     from edgedetect.bench import family_reference
@@ -56,7 +49,7 @@ def test_default_model_meets_its_accuracy_target_on_the_cifake_test_half():
     assert default.stem.endswith("_int8") and reference is not None and reference != default
     scores = {}
     for precision, model in (("int8", default), ("fp32", reference)):
-        done = run("evaluate", str(model), "--data", str(CIFAKE_TEST), "--split", "test", "--json")
+        done = cli.run("evaluate", str(model), "--data", str(CIFAKE_TEST), "--split", "test", "--json", timeout=300)
         assert done.returncode == 0, done.stderr
         scores[precision] = json.loads(done.stdout)
         assert scores[precision]["n"] == 9816

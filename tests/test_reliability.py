@@ -20,32 +20,19 @@ import sys
 import threading
 import time
 import zlib
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO, TINY_SIZE, write_image_folder
+from conftest import REPO, TF_PACKAGES, TINY_SIZE, write_image_folder
 from edgedetect.errors import EdgeDetectError
 
 CLASSIFIED = None  # expected outcome of an unusual but valid image
 
 
 # ------------------------------------------------------------------------------------------------ running the CLI
-
-
-def cli(*args, prefix=(), env=None, timeout=180) -> subprocess.CompletedProcess:
-    return subprocess.run([*prefix, sys.executable, "-m", "edgedetect", *map(str, args)], capture_output=True,
-                          encoding="utf-8", errors="surrogateescape", cwd=REPO, env=env, timeout=timeout)
-
-
-def cli_many(runs: dict, prefix=()) -> dict:
-    """``{key: args}`` -> ``{key: CompletedProcess}``, a few at a time (each run is mostly interpreter start-up)."""
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        futures = {key: pool.submit(cli, *args, prefix=prefix) for key, args in runs.items()}
-        return {key: f.result() for key, f in futures.items()}
 
 
 def error_lines(proc: subprocess.CompletedProcess) -> list[str]:
@@ -205,10 +192,10 @@ def corpus(tmp_path_factory, as_user) -> tuple[Path, dict[str, tuple[str, str | 
 
 
 @pytest.fixture(scope="session")
-def predicted(corpus, tiny_tflite, as_user):
+def predicted(cli, corpus, tiny_tflite, as_user):
     """One ``predict --json`` run over the whole corpus folder (and the folder named folder.jpg given directly)."""
     root, _ = corpus
-    proc = cli("predict", root, root / "folder.jpg", "--model", tiny_tflite["fp32"], "--json", prefix=as_user or ())
+    proc = cli.run("predict", root, root / "folder.jpg", "--model", tiny_tflite["fp32"], "--json", prefix=as_user or ())
     return proc, json.loads(proc.stdout)  # stdout is exactly one JSON document
 
 
@@ -249,15 +236,14 @@ def test_predict_folder_run_goes_on_reports_every_failure_and_exits_1(corpus, pr
     assert {r["path"] for r in doc["results"] if r["error"]} == bad | {str(root / "folder.jpg")}
 
 
-def test_predict_human_output_lists_failures_at_the_end_on_a_strict_utf8_terminal(corpus, tiny_tflite, as_user,
+def test_predict_human_output_lists_failures_at_the_end_on_a_strict_utf8_terminal(cli, corpus, tiny_tflite, as_user,
                                                                                  tmp_path):
     root, cases = corpus
     plot = tmp_path / "corpus.png"
     # PYTHONIOENCODING=utf-8:strict is what a UTF-8 desktop locale gives; a non-UTF-8 name must not crash it.
     env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
-    proc = subprocess.run([*(as_user or ()), sys.executable, "-m", "edgedetect", "predict", str(root), "--model",
-                           str(tiny_tflite["fp32"]), "--plot", str(plot)], capture_output=True, cwd=REPO, env=env,
-                          timeout=180)
+    proc = cli.run("predict", root, "--model", tiny_tflite["fp32"], "--plot", plot, prefix=as_user or (), env=env,
+                   encoding=None, errors=None)  # bytes, decoded strictly below
     out, err = proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8")  # strict: the output is valid UTF-8
     assert proc.returncode == 1 and "Traceback" not in err, err
     bad = {path: problem for path, problem in cases.values() if problem}
@@ -282,9 +268,9 @@ def test_predict_human_output_lists_failures_at_the_end_on_a_strict_utf8_termina
         assert img.format == "PNG"
 
 
-def test_bench_goes_on_past_bad_files_and_lists_them(corpus, tiny_tflite, as_user):
+def test_bench_goes_on_past_bad_files_and_lists_them(cli, corpus, tiny_tflite, as_user):
     root, cases = corpus
-    proc = cli("bench", tiny_tflite["fp32"], "--data", root, "--json", "--runs", "3", "--warmup", "1",
+    proc = cli.run("bench", tiny_tflite["fp32"], "--data", root, "--json", "--runs", "3", "--warmup", "1",
                "--workers", "1", prefix=as_user or ())
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     doc = json.loads(proc.stdout)
@@ -331,12 +317,12 @@ BAD_IN_DATASET = ["test/REAL/empty.jpg", "test/REAL/text.jpg", "test/FAKE/trunca
     ("bench", "empty", 1, "no image files in it"),
     ("bench", "one_class", 0, None),
 ])
-def test_empty_and_one_class_datasets(command, data, code, problem, datasets, tiny_tflite):
+def test_empty_and_one_class_datasets(cli, command, data, code, problem, datasets, tiny_tflite):
     model, folder = tiny_tflite["fp32"], datasets[data]
     args = {"predict": ["predict", folder, "--model", model, "--json"],
             "evaluate": ["evaluate", model, "--data", folder, "--json"],
             "bench": ["bench", model, "--data", folder, "--json", "--runs", "3", "--workers", "1"]}[command]
-    proc = cli(*args)
+    proc = cli.run(*args)
     assert "Traceback" not in proc.stderr and proc.returncode == code, proc.stderr
     if command == "predict" and problem:
         [result] = json.loads(proc.stdout)["results"]  # predict reports it as a failed result, not a crash
@@ -350,16 +336,16 @@ def test_empty_and_one_class_datasets(command, data, code, problem, datasets, ti
         assert {r["label"] for r in json.loads(proc.stdout)["results"]} <= {"REAL", "FAKE"}
 
 
-def test_evaluate_scores_the_readable_images_of_a_split_with_bad_files(datasets, tiny_tflite):
-    proc = cli("evaluate", tiny_tflite["fp32"], "--data", datasets["with_bad_files"], "--json")
+def test_evaluate_scores_the_readable_images_of_a_split_with_bad_files(cli, datasets, tiny_tflite):
+    proc = cli.run("evaluate", tiny_tflite["fp32"], "--data", datasets["with_bad_files"], "--json")
     assert "Traceback" not in proc.stderr, proc.stderr
     report = json.loads(proc.stdout)
     assert report["n"] == 12 and sum(map(sum, report["confusion_matrix"])) == 12
 
 
-def test_evaluate_lists_the_bad_files_and_exits_1(datasets, tiny_tflite):
+def test_evaluate_lists_the_bad_files_and_exits_1(cli, datasets, tiny_tflite):
     data = datasets["with_bad_files"]
-    runs = cli_many({"json": ["evaluate", tiny_tflite["fp32"], "--data", data, "--json"],
+    runs = cli.many({"json": ["evaluate", tiny_tflite["fp32"], "--data", data, "--json"],
                      "human": ["evaluate", tiny_tflite["fp32"], "--data", data]})
     for proc in runs.values():
         assert "Traceback" not in proc.stderr and proc.returncode == 1, proc.stderr
@@ -367,14 +353,14 @@ def test_evaluate_lists_the_bad_files_and_exits_1(datasets, tiny_tflite):
     assert all(name in runs["json"].stdout and name in shown for name in BAD_IN_DATASET)
 
 
-def test_evaluate_plots_a_mistake_with_a_non_utf8_file_name(tiny_tflite, tmp_path):
+def test_evaluate_plots_a_mistake_with_a_non_utf8_file_name(cli, tiny_tflite, tmp_path):
     data = write_image_folder(tmp_path / "data", n_per_class=2, split="test")
     try:
         os.rename(data / "test" / "REAL" / "0 (1).png", os.path.join(os.fsencode(data / "test" / "REAL"), NON_UTF8))
     except OSError:
         pytest.skip("this file system does not take non-UTF-8 file names")
     # threshold 0 calls everything FAKE: every REAL image, the renamed one too, is a mistake to draw
-    proc = cli("evaluate", tiny_tflite["fp32"], "--data", data, "--threshold", "0", "--plots", tmp_path / "plots")
+    proc = cli.run("evaluate", tiny_tflite["fp32"], "--data", data, "--threshold", "0", "--plots", tmp_path / "plots")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     assert (tmp_path / "plots" / "worst_mistakes.png").is_file()
 
@@ -438,7 +424,7 @@ BAD_MODELS = ["empty.tflite", "random_bytes.tflite", "truncated.tflite", "damage
 
 
 @pytest.fixture(scope="session")
-def bad_model_runs(bad_models, corpus, datasets) -> dict:
+def bad_model_runs(cli, bad_models, corpus, datasets) -> dict:
     root, _ = corpus
     runs = {(name, "predict"): ["predict", root / "plain.jpg", "--model", path]
             for name, (path, _, _) in bad_models.items()}
@@ -447,13 +433,14 @@ def bad_model_runs(bad_models, corpus, datasets) -> dict:
         runs[(name, "evaluate")] = ["evaluate", path, "--data", datasets["one_class"]]
         runs[(name, "bench")] = ["bench", path, "--runs", "3"]
         runs[(name, "info")] = ["info", path]
-    return cli_many(runs)
+    return cli.many(runs)
 
 
 def test_bad_models_cover_the_list(bad_models):
     assert sorted(bad_models) == sorted(BAD_MODELS)
 
 
+@pytest.mark.slow  # its fixture runs every command on every bad model (14 s)
 @pytest.mark.parametrize("name", BAD_MODELS)
 def test_a_bad_model_is_one_error_line_for_every_command(name, bad_models, bad_model_runs):
     _, named, problem = bad_models[name]
@@ -463,19 +450,19 @@ def test_a_bad_model_is_one_error_line_for_every_command(name, bad_models, bad_m
         assert_one_error_line(proc, named, problem)
 
 
-def test_a_model_without_metadata_runs_with_one_warning_line(tiny_tflite, corpus, tmp_path):
+def test_a_model_without_metadata_runs_with_one_warning_line(cli, tiny_tflite, corpus, tmp_path):
     bare = tmp_path / "bare.tflite"
     shutil.copy(tiny_tflite["fp32"], bare)  # without bare.json beside it
-    proc = cli("predict", corpus[0] / "plain.jpg", "--model", bare, "--json")
+    proc = cli.run("predict", corpus[0] / "plain.jpg", "--model", bare, "--json")
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
     [warning] = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert str(bare) in warning and "no metadata file" in warning and "threshold 0.5" in warning
     assert json.loads(proc.stdout)["results"][0]["label"] in ("REAL", "FAKE")
 
 
-def test_a_folder_named_like_a_model_is_a_usage_error(tmp_path, corpus):
+def test_a_folder_named_like_a_model_is_a_usage_error(cli, tmp_path, corpus):
     (tmp_path / "model.tflite").mkdir()
-    proc = cli("predict", corpus[0] / "plain.jpg", "--model", tmp_path / "model.tflite")
+    proc = cli.run("predict", corpus[0] / "plain.jpg", "--model", tmp_path / "model.tflite")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "is a directory" in proc.stderr
 
 
@@ -492,22 +479,18 @@ def lambda_keras(tmp_path_factory) -> Path:
     return path
 
 
-def test_untrusted_keras_is_refused_by_convert_and_evaluate_in_one_line(lambda_keras, datasets, tmp_path):
-    from typer.testing import CliRunner
-
-    from edgedetect.cli import app
-
+def test_untrusted_keras_is_refused_by_convert_and_evaluate_in_one_line(cli, lambda_keras, datasets, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     existing = out / "downloaded_fp32.tflite"
     existing.write_bytes(b"the model that was here before")
-    proc = cli("convert", lambda_keras, "--quant", "fp32", "--out", out, "--force")
+    proc = cli.run("convert", lambda_keras, "--quant", "fp32", "--out", out, "--force")
     assert_one_error_line(proc, lambda_keras, "cannot load", "Lambda", "safe_mode")
     # refused even with --force: the file already there is untouched and no temporary file is left behind
     assert sorted(out.iterdir()) == [existing] and existing.read_bytes() == b"the model that was here before"
     # evaluate in-process (a second TensorFlow start-up would double the test's time); the CLI prints this error
     # as its one line, as it did for convert
-    result = CliRunner().invoke(app, ["evaluate", str(lambda_keras), "--data", str(datasets["with_bad_files"])])
+    result = cli.invoke("evaluate", lambda_keras, "--data", datasets["with_bad_files"])
     message = str(result.exception)
     assert isinstance(result.exception, EdgeDetectError) and "\n" not in message, result.output
     assert all(piece in message for piece in (str(lambda_keras), "cannot load", "Lambda", "safe_mode"))
@@ -533,7 +516,7 @@ def test_failed_conversion_keeps_the_existing_file_and_leaves_no_temp_files(tiny
 # ------------------------------------------------------------------------------------------------ output paths
 
 
-def test_output_paths_missing_read_only_or_existing(tiny_tflite, tiny_keras_model, corpus, datasets, as_user,
+def test_output_paths_missing_read_only_or_existing(cli, tiny_tflite, tiny_keras_model, corpus, datasets, as_user,
                                                    tmp_path):
     image, model, data = corpus[0] / "plain.jpg", tiny_tflite["fp32"], datasets["one_class"]
     missing = tmp_path / "missing"
@@ -566,13 +549,13 @@ def test_output_paths_missing_read_only_or_existing(tiny_tflite, tiny_keras_mode
             "bench --plot read-only": ([*bench, "--plot", read_only / "b.png"], read_only, "is not writable"),
             "convert --out read-only": ([*convert, "--out", read_only], read_only, "is not writable"),
         })
-    runs = cli_many({key: args for key, (args, _, _) in refused.items()}, prefix=as_user or ())
+    runs = cli.many({key: args for key, (args, _, _) in refused.items()}, prefix=as_user or ())
     for key, (_, named, problem) in refused.items():
         assert_one_error_line(runs[key], named, problem)
     assert not missing.exists() and not any(read_only.iterdir())
     assert all(path.read_bytes() == b"made before: " + name.encode() for name, path in old.items())
 
-    forced = cli_many({"predict": [*predict, "--plot", old["old.png"], "--force"],
+    forced = cli.many({"predict": [*predict, "--plot", old["old.png"], "--force"],
                        "bench": [*bench, "--csv", old["old.csv"], "--force"]})
     assert all(p.returncode == 0 for p in forced.values()), [p.stderr for p in forced.values()]
     assert old["old.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and old["old.csv"].read_text().startswith("model,")
@@ -608,15 +591,14 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def interrupt(args: list, ready, settle: float, wait: float = 120) -> tuple[int, str]:
+def interrupt(cli, args: list, ready, settle: float, wait: float = 120) -> tuple[int, str]:
     """Run the CLI and press Ctrl-C (SIGINT to its process group, as a terminal does) ``settle`` seconds after
     ``ready(stderr line)`` is true (or after ``wait`` seconds without such a line). ``ready`` may instead be a
     number: ready once the process has used that many seconds of CPU (a successful predict prints nothing on stderr, and reads a model's bytes rather than mapping it).
 
     Returns ``(exit code, all of stderr)``; fails when the command ends before it could be interrupted.
     """
-    proc = subprocess.Popen([sys.executable, "-m", "edgedetect", *map(str, args)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO, start_new_session=True)
+    proc = cli.popen(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [*map(lines.put, proc.stderr), lines.put(None)], daemon=True).start()
     seen = []
@@ -665,7 +647,7 @@ def assert_interrupted(code: int, stderr: str) -> None:
 
 
 @pytest.mark.parametrize("command", ["predict", "bench"])
-def test_ctrl_c_during_predict_and_bench(command, big_folder, tiny_tflite):
+def test_ctrl_c_during_predict_and_bench(cli, command, big_folder, tiny_tflite):
     model = tiny_tflite["fp32"]
     if command == "predict":
         args = ["predict", big_folder, "--model", model, "--json"]
@@ -675,15 +657,16 @@ def test_ctrl_c_during_predict_and_bench(command, big_folder, tiny_tflite):
         args = ["bench", model, "--data", big_folder, "--workers", "2", "--runs", "20"]
         settle = 1.5  # past the latency runs, into the worker processes' pass
         ready = lambda line: line.startswith("data:")  # noqa: E731
-    code, stderr = interrupt(args, ready=ready, settle=settle, wait=10 if command == "predict" else 120)
+    code, stderr = interrupt(cli, args, ready=ready, settle=settle, wait=10 if command == "predict" else 120)
     assert_interrupted(code, stderr)
 
 
-def test_ctrl_c_during_training(tmp_path):
+@pytest.mark.slow  # it trains until the Ctrl-C (9 s)
+def test_ctrl_c_during_training(cli, tmp_path):
     pytest.importorskip("tensorflow")
     data = write_image_folder(tmp_path / "data", n_per_class=8)
     run = tmp_path / "run"
-    code, stderr = interrupt(["train", "--arch", "cnn", "--data", data, "--img-size", TINY_SIZE, "--epochs", 1000,
+    code, stderr = interrupt(cli, ["train", "--arch", "cnn", "--data", data, "--img-size", TINY_SIZE, "--epochs", 1000,
                               "--patience", 1000, "--batch-size", 8, "--out", run],
                              ready=lambda line: line.startswith("epoch "), settle=0.2)
     assert_interrupted(code, stderr)
@@ -743,8 +726,8 @@ HOSTILE_BAD = {"REAL/photo.jpg": "not a supported image (PostScript); supported:
 HOSTILE_GOOD = 9  # 6 plain images, the NaN TIFF and the two odd names
 
 
-def test_hostile_images_in_predict_bench_and_inspect(hostile_folder):
-    runs = cli_many({"predict": ["predict", hostile_folder, "--json"],
+def test_hostile_images_in_predict_bench_and_inspect(cli, hostile_folder):
+    runs = cli.many({"predict": ["predict", hostile_folder, "--json"],
                      "human": ["predict", hostile_folder],
                      "bench": ["bench", SHIPPED / "cnn32_int8.tflite", "--data", hostile_folder, "--json", "--runs",
                                "2", "--warmup", "0", "--workers", "2"],
@@ -770,7 +753,7 @@ def test_hostile_images_in_predict_bench_and_inspect(hostile_folder):
     assert set(unreadable) == set(HOSTILE_BAD) and all(HOSTILE_BAD[p] in unreadable[p] for p in unreadable)
 
 
-def test_postscript_never_reaches_ghostscript(hostile_folder, tmp_path):
+def test_postscript_never_reaches_ghostscript(cli, hostile_folder, tmp_path):
     """A fake ``gs`` first on PATH records any call: Pillow would run it to decode the EPS named photo.jpg."""
     spy = tmp_path / "bin"
     spy.mkdir()
@@ -780,7 +763,7 @@ def test_postscript_never_reaches_ghostscript(hostile_folder, tmp_path):
     env = {**os.environ, "PATH": f"{spy}{os.pathsep}{os.environ['PATH']}"}
     for args in (["predict", hostile_folder / "REAL" / "photo.jpg"],
                  ["bench", SHIPPED / "cnn32_int8.tflite", "--data", hostile_folder, "--runs", "2", "--workers", "2"]):
-        proc = cli(*args, env=env)
+        proc = cli.run(*args, env=env)
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         assert "not a supported image (PostScript)" in proc.stderr
     assert not called.exists()
@@ -828,10 +811,10 @@ def looped_folder(tmp_path_factory, as_user) -> tuple[Path, int]:
     return root, 7
 
 
-def test_symlink_loops_end_and_every_image_is_listed_once(looped_folder, as_user):
+def test_symlink_loops_end_and_every_image_is_listed_once(cli, looped_folder, as_user):
     root, n = looped_folder
     pattern = f"{root}/**/*.jpg"
-    runs = cli_many({"folder": ["predict", root, "--json"], "glob": ["predict", pattern, "--json"],
+    runs = cli.many({"folder": ["predict", root, "--json"], "glob": ["predict", pattern, "--json"],
                      "bench": ["bench", SHIPPED / "cnn32_int8.tflite", "--data", root, "--json", "--runs", "2",
                                "--warmup", "0", "--workers", "1"],
                      "inspect": ["data", "inspect", root, "--json", "--no-progress"]}, prefix=as_user or ())
@@ -872,7 +855,7 @@ def _zip_with_encrypted_member(path: Path, image: bytes) -> None:
     path.write_bytes(bytes(data))
 
 
-def test_archive_links_encrypted_members_and_a_zip_named_tar_gz(tmp_path):
+def test_archive_links_encrypted_members_and_a_zip_named_tar_gz(cli, tmp_path):
     import tarfile
     import zipfile
 
@@ -891,7 +874,7 @@ def test_archive_links_encrypted_members_and_a_zip_named_tar_gz(tmp_path):
     with zipfile.ZipFile(tmp_path / "really_a_zip.tar.gz", "w") as zf:
         zf.writestr("REAL/a.png", image)
         zf.writestr("FAKE/b.png", image)
-    runs = cli_many({name: ["data", "inspect", tmp_path / name, "--json", "--no-progress"]
+    runs = cli.many({name: ["data", "inspect", tmp_path / name, "--json", "--no-progress"]
                      for name in ("links.tar.gz", "enc.zip", "really_a_zip.tar.gz")}
                     | {"bench": ["bench", SHIPPED / "cnn32_int8.tflite", "--data", tmp_path / "enc.zip", "--json",
                                  "--runs", "2", "--workers", "1"]})
@@ -911,7 +894,7 @@ def test_archive_links_encrypted_members_and_a_zip_named_tar_gz(tmp_path):
 
 
 @pytest.mark.slow
-def test_archive_members_over_the_size_limit_are_refused_unread(tmp_path):
+def test_archive_members_over_the_size_limit_are_refused_unread(cli, tmp_path):
     import tarfile
     import zipfile
 
@@ -950,7 +933,7 @@ def test_archive_members_over_the_size_limit_are_refused_unread(tmp_path):
         tar.addfile(info, io.BufferedReader(Zeros(info.size)))
     assert (tmp_path / "bomb.zip").stat().st_size < 5e6 and (tmp_path / "bomb.tar.gz").stat().st_size < 5e6
     for name in ("bomb.zip", "bomb.tar.gz"):
-        proc = cli("bench", SHIPPED / "cnn32_int8.tflite", "--data", tmp_path / name, "--json", "--runs", "2",
+        proc = cli.run("bench", SHIPPED / "cnn32_int8.tflite", "--data", tmp_path / name, "--json", "--runs", "2",
                    "--workers", "1")
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         doc = json.loads(proc.stdout)
@@ -1009,15 +992,15 @@ def test_the_cache_is_keyed_by_content_and_survives_damage(tmp_path, monkeypatch
         assert counts(load_dataset(path, 8, val_fraction=0.5, progress=False)) == second
 
 
-def test_a_zero_byte_cache_file_is_a_warning_not_an_interruption(tmp_path):
+def test_a_zero_byte_cache_file_is_a_warning_not_an_interruption(cli, tmp_path):
     path, a, _ = _same_size_tars(tmp_path)
     path.write_bytes(a)
     env = {**os.environ, "EDGEDETECT_CACHE": str(tmp_path / "cache")}
     model = SHIPPED / "cnn32_int8.tflite"
-    assert cli("evaluate", model, "--data", path, "--split", "train", "--json", env=env).returncode == 0
+    assert cli.run("evaluate", model, "--data", path, "--split", "train", "--json", env=env).returncode == 0
     [cached] = (tmp_path / "cache").glob("*.npz")
     cached.write_bytes(b"")
-    proc = cli("evaluate", model, "--data", path, "--split", "train", "--json", env=env)
+    proc = cli.run("evaluate", model, "--data", path, "--split", "train", "--json", env=env)
     assert proc.returncode == 0 and "interrupted" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
     [warning] = [line for line in proc.stderr.splitlines() if line.startswith("warning:")]
     assert str(cached) in warning and "damaged cache file" in warning
@@ -1120,7 +1103,7 @@ def test_one_flipped_byte_of_a_shipped_model_is_refused_never_a_crash(name, n):
     assert out["refused"] >= n // 10 and out["ok"] >= n // 10, out  # the flips really hit both kinds of byte
 
 
-def test_damaged_default_model_is_one_line_in_info_and_predict(tmp_path):
+def test_damaged_default_model_is_one_line_in_info_and_predict(cli, tmp_path):
     """Flips at a spread of offsets of the default model, through the CLI: exit 0 or 1, never 134/139."""
     good = (SHIPPED / "cnn_pair32_int8.tflite").read_bytes()
     runs = {}
@@ -1131,7 +1114,7 @@ def test_damaged_default_model_is_one_line_in_info_and_predict(tmp_path):
         model.write_bytes(bytes(data))
         runs[(model, "info" if k % 2 else "predict")] = (
             ["info", model] if k % 2 else ["predict", REPO / "imgs" / "real" / "cat.jpg", "--model", model, "--json"])
-    for (model, command), proc in cli_many(runs).items():
+    for (model, command), proc in cli.many(runs).items():
         assert_no_crash(proc)
         if proc.returncode == 1:
             assert_one_error_line(proc, model)
@@ -1173,14 +1156,15 @@ def odd_models(tmp_path_factory) -> dict[str, tuple[Path, str]]:
     return models
 
 
-def test_models_that_are_no_detector_are_refused_in_one_line(odd_models, tmp_path):
+@pytest.mark.slow  # 10 s
+def test_models_that_are_no_detector_are_refused_in_one_line(cli, odd_models, tmp_path):
     image = tmp_path / "img.png"
     Image.new("RGB", (8, 8), (200, 100, 50)).save(image)
     runs = {(name, "predict"): ["predict", image, "--model", path, "--json"] for name, (path, _) in odd_models.items()}
     runs[("bool_input", "bench")] = ["bench", odd_models["bool_input"][0], "--runs", "2"]
     runs[("mean_pixel", "bench")] = ["bench", odd_models["mean_pixel"][0], "--data", tmp_path, "--runs", "2",
                                      "--workers", "1"]
-    for (name, command), proc in cli_many(runs).items():
+    for (name, command), proc in cli.many(runs).items():
         assert "nan" not in proc.stdout.lower(), proc.stdout  # never a p_fake that is not a number
         try:
             assert_one_error_line(proc, odd_models[name][0], odd_models[name][1])
@@ -1215,7 +1199,7 @@ def test_bad_sidecar_metadata_is_one_line(doc, problem):
         assert problem in message and "\n" not in message and str(model.with_suffix(".json")) in message
 
 
-def test_bad_sidecar_through_the_cli_and_unknown_fields_accepted(tmp_path):
+def test_bad_sidecar_through_the_cli_and_unknown_fields_accepted(cli, tmp_path):
     bad = shipped_copy(tmp_path)
     bad.with_suffix(".json").write_text('{"input_size": 32, "precision": "int8", "threshold": 1e400}')
     newer = tmp_path / "newer"
@@ -1226,7 +1210,7 @@ def test_bad_sidecar_through_the_cli_and_unknown_fields_accepted(tmp_path):
     doc["future_field"] = {"nested": [1, {"x": None}]}
     ok.with_suffix(".json").write_text(json.dumps(doc))
     image = REPO / "imgs" / "real" / "cat.jpg"
-    runs = cli_many({"bad": ["predict", image, "--model", bad], "bad info": ["info", bad],
+    runs = cli.many({"bad": ["predict", image, "--model", bad], "bad info": ["info", bad],
                      "ok": ["predict", image, "--model", ok, "--json"]})
     for key in ("bad", "bad info"):
         assert_one_error_line(runs[key], bad.with_suffix(".json"), "threshold must be a number from 0 to 1")
@@ -1247,7 +1231,7 @@ def tempfile_folder():
     return Folder()
 
 
-def test_models_that_are_no_files_and_a_bad_model_among_good_ones(tmp_path):
+def test_models_that_are_no_files_and_a_bad_model_among_good_ones(cli, tmp_path):
     image = REPO / "imgs" / "real" / "cat.jpg"
     fifo = tmp_path / "pipe.tflite"
     os.mkfifo(fifo)
@@ -1256,7 +1240,7 @@ def test_models_that_are_no_files_and_a_bad_model_among_good_ones(tmp_path):
     bad = tmp_path / "bad.tflite"
     bad.write_bytes(np.random.default_rng(1).integers(0, 256, 4000, np.uint8).tobytes())
     good = shipped_copy(tmp_path)
-    runs = cli_many({"fifo predict": ["predict", image, "--model", fifo], "fifo info": ["info", fifo],
+    runs = cli.many({"fifo predict": ["predict", image, "--model", fifo], "fifo info": ["info", fifo],
                      "zero predict": ["predict", image, "--model", zero], "zero info": ["info", zero],
                      "threads": ["predict", image, "--threads", "1000"],
                      "bench": ["bench", good, bad, "--runs", "2", "--json"]})
@@ -1273,7 +1257,7 @@ def test_models_that_are_no_files_and_a_bad_model_among_good_ones(tmp_path):
 # ------------------------------------------------------------------------------------------------ output files
 
 
-def test_force_never_replaces_a_pipe_or_device_and_a_failed_write_keeps_the_results(tmp_path):
+def test_force_never_replaces_a_pipe_or_device_and_a_failed_write_keeps_the_results(cli, tmp_path):
     import resource
 
     image = REPO / "imgs" / "real" / "cat.jpg"
@@ -1282,7 +1266,7 @@ def test_force_never_replaces_a_pipe_or_device_and_a_failed_write_keeps_the_resu
     device = tmp_path / "null.csv"
     device.symlink_to(os.devnull)
     model = SHIPPED / "cnn32_int8.tflite"
-    runs = cli_many({"fifo": ["predict", image, "--plot", fifo, "--force"],
+    runs = cli.many({"fifo": ["predict", image, "--plot", fifo, "--force"],
                      "device": ["bench", model, "--runs", "2", "--csv", device, "--force"]})
     for key, named in (("fifo", fifo), ("device", device)):
         assert_one_error_line(runs[key], named, "is not a regular file")
@@ -1295,8 +1279,7 @@ def test_force_never_replaces_a_pipe_or_device_and_a_failed_write_keeps_the_resu
                       (["bench", model, "--runs", "2", "--plot", tmp_path / "b.png", "--csv", tmp_path / "b.csv"],
                        tmp_path / "b.png")):
         # -B: Python would write .pyc files under the same limit, cut short, and break later imports
-        proc = subprocess.run([sys.executable, "-B", "-m", "edgedetect", *map(str, args)], capture_output=True,
-                              text=True, cwd=REPO, preexec_fn=small_files, timeout=180)
+        proc = cli.run(*args, python=("-B",), preexec_fn=small_files)
         assert_one_error_line(proc, out, "cannot write (File too large)")
         assert ("REAL" in proc.stdout or "FAKE" in proc.stdout) if args[0] == "predict" else "ms/img" in proc.stdout
         assert not out.exists()
@@ -1311,13 +1294,11 @@ def stat_kind(path: Path) -> str:
     return "fifo" if stat.S_ISFIFO(mode) else "file" if stat.S_ISREG(mode) else "other"
 
 
-def test_training_commands_without_the_train_extra_are_one_line(tmp_path):
-    from conftest import run_cli_without_tf
-
+def test_training_commands_without_the_train_extra_are_one_line(cli, tmp_path):
     keras_file = tmp_path / "m.keras"
     keras_file.write_bytes(b"PK\x05\x06" + bytes(18))
     for args in (["train", "--arch", "cnn", "--data", tmp_path], ["convert", keras_file, "--quant", "fp32"]):
-        proc = run_cli_without_tf(*args)
+        proc = cli.run(*args, block=TF_PACKAGES)
         assert_one_error_line(proc, f"edgedetect {args[0]}", "pip install 'edgedetect[train]'")
 
 

@@ -15,7 +15,6 @@ import queue
 import re
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from conftest import REPO
 
 WAIT_S = 60  # the longest any one step may take on a loaded 2-core CI machine
 CAT = REPO / "imgs" / "real" / "cat.jpg"
+pytestmark = pytest.mark.slow  # it drives Chromium
 
 
 def _find(*names: str) -> str | None:
@@ -63,10 +63,10 @@ def browser():
 
 
 @pytest.fixture(scope="module")
-def demo_url():
+def demo_url(cli):
     """``edgedetect serve --port 0`` in its own process (the shipped model); its URL, read from its first line."""
-    proc = subprocess.Popen([sys.executable, "-m", "edgedetect", "serve", "--port", "0", "--threads", "1"],
-                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = cli.popen("serve", "--port", "0", "--threads", "1", stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                     text=True)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: lines.put(proc.stdout.readline()), daemon=True).start()
     try:

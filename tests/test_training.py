@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli, synthetic_images, write_image_folder
+from conftest import synthetic_images, write_image_folder
 from edgedetect.errors import EdgeDetectError
 
 keras = pytest.importorskip("keras")
@@ -77,6 +77,7 @@ def test_npr_front_is_the_image_minus_its_nearest_down_up_copy_soft_clipped():
         build_model("photo_cnn", SIZE, front="fft")
 
 
+@pytest.mark.slow  # 7-14 s an architecture
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_arch_trains_one_step_keeps_preprocessing_in_graph_and_reloads_safely(name, tmp_path):
     keras.utils.set_random_seed(0)
@@ -104,6 +105,7 @@ def test_arch_trains_one_step_keeps_preprocessing_in_graph_and_reloads_safely(na
     np.testing.assert_allclose(features, manual, rtol=1e-4, atol=1e-4 * float(np.abs(features).max()))
 
 
+@pytest.mark.slow  # 83 s
 def test_mobilenet_batchnorm_momentum_lets_inference_outputs_vary():
     # Measured with this setup (80 SGD steps): BN momentum 0.9 gives inference-mode p_fake std 0.45 and accuracy
     # 0.95 on new images; Keras' default 0.999 gives std 0.002 and accuracy 0.50 (every image about the same
@@ -159,23 +161,18 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cli_run(folder, tmp_path_factory):
+def cli_run(cli, folder, tmp_path_factory):
     """`edgedetect train --arch cnn --epochs 2` run from an empty folder, as a user types it."""
     cwd = tmp_path_factory.mktemp("cwd")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(cwd)
         mp.setenv("EDGEDETECT_CACHE", str(cwd / "cache"))
-        mp.setattr(sys, "argv", ["edgedetect", "train", "--arch", "cnn", "--data", str(folder), "--epochs", "2",
-                                 "--batch-size", "8"])
-        from edgedetect.cli import main
-
-        with pytest.raises(SystemExit) as exit_info:
-            main()
-            raise SystemExit(0)
-    assert exit_info.value.code == 0
+        code, _, err = cli("train", "--arch", "cnn", "--data", folder, "--epochs", "2", "--batch-size", "8")
+    assert code == 0, err
     return cwd
 
 
+@pytest.mark.slow  # the cli_run fixture trains (6 s)
 def test_train_cli_writes_a_complete_run_and_latest_pointer(cli_run):
     pointer = cli_run / "runs" / "latest.json"
     run_dir = json.loads(pointer.read_text())["run_dir"]
@@ -202,15 +199,15 @@ def test_train_cli_writes_a_complete_run_and_latest_pointer(cli_run):
     assert best.input_shape == (None, SIZE, SIZE, 3)
 
 
-def test_train_cli_unknown_arch_lists_valid_names(monkeypatch, capsys, folder, tmp_path):
+def test_train_cli_unknown_arch_lists_valid_names(cli, monkeypatch, folder, tmp_path):
     monkeypatch.chdir(tmp_path)
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--arch", "vit", "--data", folder)
+    code, _, err = cli("train", "--arch", "vit", "--data", folder)
     assert code == 1
     assert err == f"error: unknown architecture 'vit'; valid: {', '.join(REGISTRY)}\n"
     assert not (tmp_path / "runs").exists()
 
 
-def test_train_cli_imagenet_offline_is_one_clear_line(monkeypatch, capsys, folder, tmp_path):
+def test_train_cli_imagenet_offline_is_one_clear_line(cli, monkeypatch, folder, tmp_path):
     from keras.src.utils import file_utils
 
     def offline(*args, **kwargs):
@@ -218,7 +215,7 @@ def test_train_cli_imagenet_offline_is_one_clear_line(monkeypatch, capsys, folde
 
     monkeypatch.setattr(file_utils, "get_file", offline)
     monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--arch", "mobilenet_v3_small", "--data", folder,
+    code, _, err = cli("train", "--arch", "mobilenet_v3_small", "--data", folder,
                            "--weights", "imagenet", "--out", tmp_path / "run")
     assert code == 1
     last = err.strip().splitlines()[-1]
@@ -231,6 +228,7 @@ def _weights(path):
     return keras.saving.load_model(path, safe_mode=True).get_weights()
 
 
+@pytest.mark.slow  # 8 s, after the cli_run fixture's training
 def test_resumed_run_lands_on_the_uninterrupted_weights(cli_run, folder, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
     checkpoint = loop.RunCheckpoint
@@ -303,6 +301,7 @@ def test_label_metrics_score_soft_targets_against_their_labels():
     assert float(plain.result()) < 0.1  # what the stock metric makes of soft targets: why the wrapper exists
 
 
+@pytest.mark.slow  # 10 s
 def test_train_with_teacher_learns_from_its_outputs_and_saves_a_plain_best_model(cli_run, folder, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
     teacher = next((cli_run / "runs").glob("cnn-*")) / "best.keras"
@@ -330,15 +329,16 @@ def test_train_with_teacher_learns_from_its_outputs_and_saves_a_plain_best_model
     assert out.stdout.strip().endswith("(None, 1)")
 
 
-def test_teacher_of_another_input_size_is_one_clear_error(tiny_keras_model, folder, tmp_path, monkeypatch, capsys):
+def test_teacher_of_another_input_size_is_one_clear_error(cli, tiny_keras_model, folder, tmp_path, monkeypatch):
     monkeypatch.setenv("EDGEDETECT_CACHE", str(tmp_path / "cache"))
-    code, _, err = run_cli(monkeypatch, capsys, "train", "--arch", "cnn", "--data", folder, "--epochs", "1",
+    code, _, err = cli("train", "--arch", "cnn", "--data", folder, "--epochs", "1",
                            "--teacher", tiny_keras_model, "--out", tmp_path / "run")
     assert code == 1
     assert err.strip().splitlines()[-1] == (f"error: --teacher {tiny_keras_model}: takes 16 px images, the run trains "
                                             "at 32 px; pass --img-size 16 or another teacher")
 
 
+@pytest.mark.slow  # 12 s
 def test_init_seed_changes_the_weights_but_not_the_val_carve(cli_run, folder, tmp_path, monkeypatch):
     """--init-seed gives an ensemble member of its own (other weights and order) on the same val split."""
     from training.ensemble import make_ensemble

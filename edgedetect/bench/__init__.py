@@ -38,11 +38,11 @@ from edgedetect.bench.latency import measure_latency
 from edgedetect.bench.models import family_reference, shipped_models
 from edgedetect.bench.perturb import PERTURB_HELP, Perturbation, load_perturbed, parse_perturbations
 from edgedetect.bench.pool import WorkerPool
-from edgedetect.bench.report import plot_bench, print_errors, render, write_csv
+from edgedetect.bench.report import plot_bench, render, write_csv
 from edgedetect.bench.run import CONTRACT_KEYS, BenchConfig, recommend, run_bench
 
 __all__ = ["BenchConfig", "CONTRACT_KEYS", "CPU_FLAGS", "INT8_DOT_FLAGS", "ImageSet", "PERTURB_HELP",
            "Perturbation", "WorkerPool", "cpu_flags", "cpu_model", "family_reference",
            "has_int8_dot", "host_info", "load_image_set", "load_perturbed", "measure_latency", "parse_perturbations",
-           "plot_bench", "print_errors", "recommend", "render", "run_bench", "shipped_models", "usable_cores",
+           "plot_bench", "recommend", "render", "run_bench", "shipped_models", "usable_cores",
            "write_csv"]

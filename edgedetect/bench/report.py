@@ -85,22 +85,6 @@ def render(doc: dict, console) -> None:
         console.print(f"[bold]use on this host: {name}[/] ({why})")
 
 
-def print_errors(doc: dict, console, limit: int = 50) -> None:
-    """List the files that could not be read (at most ``limit``; all are in the JSON)."""
-    from rich.markup import escape
-
-    for e in doc.get("model_errors", []):
-        console.print(f"error: {escape(printable(e['error']))}", highlight=False, soft_wrap=True)
-    errs = doc["errors"]
-    if not errs:
-        return
-    for e in errs[:limit]:  # soft_wrap: one line per file, however narrow the console
-        console.print(f"error: {escape(printable(e['path']))}: {escape(printable(e['error']))}", highlight=False,
-                      soft_wrap=True)
-    more = f" ({len(errs) - limit} more not shown; --json lists all)" if len(errs) > limit else ""
-    console.print(f"{len(errs)} file(s) could not be read and were left out{more}", highlight=False, soft_wrap=True)
-
-
 def write_csv(doc: dict, path: str | os.PathLike) -> None:
     """One line per model: the contract keys, then the extra figures and one accuracy column per perturbation."""
     from edgedetect.files import atomic_write_text

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from edgedetect.cli import app
+from edgedetect.commands import output
+from edgedetect.commands.options import limit_option, threads_option
 from edgedetect.files import check_writable
 from edgedetect.plots import check_plot_path
 
 
-@app.command(rich_help_panel="Runtime (interpreter only)")
 def bench(
     models: Optional[List[Path]] = typer.Argument(None, metavar="[MODEL.tflite]...", show_default=False,
                                                   help="Models to compare \\[default: every shipped model]."),
@@ -23,12 +21,10 @@ def bench(
                                              "REAL/FAKE class folders also give accuracy and drift."),
     reference: Optional[Path] = typer.Option(None, "--reference", show_default=False,
                                              help="Compare every model with this one \\[default: each model's fp32 sibling, <family>_fp32.tflite]."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
-                                          help="Interpreter threads for the latency measurement \\[default: all cores]."),
+    threads: Optional[int] = threads_option("Interpreter threads for the latency measurement"),
     runs: int = typer.Option(100, "--runs", min=1, help="Timed batch-1 invokes per model (median and p90)."),
     warmup: int = typer.Option(10, "--warmup", min=0, help="Untimed invokes before them."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, show_default=False,
-                                        help="Use at most N images of --data, evenly spaced over the sorted list."),
+    limit: Optional[int] = limit_option("At most N images of --data"),
     perturb: Optional[str] = typer.Option(None, "--perturb", show_default=False, metavar="SPEC",
                                           help="Accuracy again under each perturbation, e.g. jpeg:50,resize:0.5,blur:1.0 "
                                                "(JPEG quality, downscale factor, Gaussian blur radius)."),
@@ -49,10 +45,9 @@ def bench(
 
     Exit 0 when every image was read, 1 when some could not be (they are listed; the others are measured).
     """
-    from rich.console import Console
     from rich.markup import escape
 
-    from edgedetect.bench import BenchConfig, plot_bench, print_errors, render, run_bench, write_csv
+    from edgedetect.bench import BenchConfig, plot_bench, render, run_bench, write_csv
     from edgedetect.errors import EdgeDetectError, printable
 
     if csv_out is not None:
@@ -63,16 +58,14 @@ def bench(
                       reference=str(reference) if reference is not None else None, threads=threads, runs=runs,
                       warmup=warmup, limit=limit, perturb=perturb, workers=workers,
                       tolerance=tolerance / 100)
-    err = Console(stderr=True, highlight=False)
-    doc = run_bench(cfg, log=None if json_out else (lambda msg: err.print(msg, style="dim", soft_wrap=True)))
+    doc = run_bench(cfg, log=None if json_out else output.log(style="dim"))
     # The results are printed before the files are written: a full disk costs the files, not the figures.
-    out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)  # a pipe gets the full table
+    out = output.stdout(piped_width=160, highlight=False)  # a pipe gets the full table
     if json_out:
-        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
-        sys.stdout.flush()
+        output.print_json(doc)
     else:
         render(doc, out)
-    print_errors(doc, err)
+    output.print_errors(doc)
     failed = bool(doc["errors"] or doc.get("model_errors"))
     for path, what, write in ((csv_out, "table", write_csv), (plot, "plot", plot_bench)):
         if path is None:
@@ -80,7 +73,7 @@ def bench(
         try:
             write(doc, path)
         except EdgeDetectError as e:
-            err.print(f"error: {escape(printable(str(e)))}", highlight=False, soft_wrap=True)
+            output.error(str(e))
             failed = True
             continue
         if not json_out:

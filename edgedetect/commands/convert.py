@@ -8,7 +8,7 @@ from typing import List, Optional
 
 import typer
 
-from edgedetect.cli import app
+from edgedetect.commands import output
 from edgedetect.precision import IO_TYPES, PRECISIONS
 
 # The choices come from the precision table (edgedetect.precision), plus "all".
@@ -16,7 +16,6 @@ Quant = Enum("Quant", {name: name for name in (*PRECISIONS, "all")}, type=str)
 IOType = Enum("IOType", {name: name for name in IO_TYPES}, type=str)
 
 
-@app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def convert(
     model: Optional[Path] = typer.Argument(None, exists=True, show_default=False,
                                            help="A .keras file or SavedModel folder \\[default: the latest training run's best.keras]."),
@@ -36,12 +35,9 @@ def convert(
     force: bool = typer.Option(False, "--force", help="Overwrite existing output files."),
 ) -> None:
     """Convert a trained model to self-describing .tflite files and check them against the model."""
-    from rich.console import Console
-
     from conversion.convert import ConversionConfig
     from conversion.convert import convert as run_conversion
 
-    err = Console(stderr=True, soft_wrap=True, highlight=False)
     names = None  # automatic (see conversion.recipes.AUTO_KEEP_FLOAT)
     if keep_float:
         names = tuple(n.strip() for item in keep_float for n in item.split(",") if n.strip())
@@ -51,7 +47,7 @@ def convert(
         quant.value, calib=str(calib) if calib else None, num_calib=num_calib, io=io.value,
         out=str(out) if out else None, debug=debug, keep_float=names, force=force,
     )
-    report = run_conversion(model, config, log=lambda line: err.print(line, markup=False), progress=err.is_terminal)
+    report = run_conversion(model, config, log=output.log(), progress=output.show_progress())
     _print_report(report)
 
 
@@ -68,13 +64,10 @@ def _short_tensor(name: str, width: int = 60) -> str:
 
 
 def _print_report(report) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console(highlight=False)
-    if not console.is_terminal:  # piped or logged: rich would wrap the tables at 80 columns
-        console = Console(highlight=False, width=140)
+    console = output.stdout(piped_width=140, highlight=False)  # piped or logged: never wrapped at 80 columns
     checked = any(o.n_checked for o in report.outputs)
     n = max((o.n_checked for o in report.outputs), default=0)
     table = Table(title=f"{escape(str(report.source))} ({report.arch}, {report.input_size} px, threshold {report.threshold:.3g})",

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from edgedetect.cli import app
+from edgedetect.commands import output
 
-data_app = typer.Typer(
-    help="Datasets: fetch CIFAKE or the faces set from Kaggle, inspect a folder or archive (counts, sizes, leaks).",
-    no_args_is_help=True,
-)
-app.add_typer(data_app, name="data", rich_help_panel="Data")
 
 
 class KnownDataset(str, Enum):
@@ -23,7 +17,6 @@ class KnownDataset(str, Enum):
     faces = "faces"
 
 
-@data_app.command()
 def fetch(
     name: KnownDataset = typer.Argument(..., help="cifake (birdy654/cifake-real-and-ai-generated-synthetic-images) "
                                                   "or faces (philosopher0808/real-vs-ai-generated-faces-dataset)."),
@@ -32,26 +25,25 @@ def fetch(
     force: bool = typer.Option(False, "--force", help="Download again even when a copy is already there."),
 ) -> None:
     """Download a dataset with kagglehub (needs internet and Kaggle credentials)."""
-    from edgedetect.data import scan_layout
+    from edgedetect.layout import scan_layout
     from edgedetect.errors import EdgeDetectError
     from edgedetect.fetch import DATASETS, fetch as fetch_dataset
 
     landed = fetch_dataset(name.value, to, force=force)
-    typer.echo(f"{name.value}: {DATASETS[name.value].description}")
-    typer.echo(f"downloaded to {landed}")
+    output.echo(f"{name.value}: {DATASETS[name.value].description}")
+    output.echo(f"downloaded to {landed}")
     try:
         layout = scan_layout(landed)
         layout.check(landed)
-        typer.echo("found: " + ", ".join(f"{split} {row['REAL']:,} REAL + {row['FAKE']:,} FAKE"
+        output.echo("found: " + ", ".join(f"{split} {row['REAL']:,} REAL + {row['FAKE']:,} FAKE"
                                          for split, row in layout.counts_by_split().items()))
     except EdgeDetectError as e:  # the download worked; say what is odd about it rather than fail
-        typer.echo(f"warning: {e}", err=True)
-    typer.echo("next:")
-    typer.echo(f"  edgedetect data inspect {_quote(landed)}")
-    typer.echo(f"  edgedetect train --arch cnn --data {_quote(landed)}")
+        output.warning(str(e))
+    output.echo("next:")
+    output.echo(f"  edgedetect data inspect {_quote(landed)}")
+    output.echo(f"  edgedetect train --arch cnn --data {_quote(landed)}")
 
 
-@data_app.command()
 def inspect(
     paths: List[Path] = typer.Argument(..., metavar="PATH...", show_default=False,
                                        help="Dataset folder or .tar.gz/.tgz/.tar/.zip archive; give several (e.g. a train "
@@ -63,8 +55,11 @@ def inspect(
     """Counts per split and class, image sizes, modes, formats, unreadable files, duplicates within and across splits."""
     from edgedetect.inspect import format_report, inspect_dataset
 
-    report = inspect_dataset(paths, progress=progress, examples=examples)
-    typer.echo(json.dumps(report, indent=1) if json_out else format_report(report))
+    report = inspect_dataset(paths, progress=output.show_progress(progress), examples=examples)
+    if json_out:
+        output.print_json(report)
+    else:
+        output.echo(format_report(report))
 
 
 def _quote(path: Path) -> str:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from edgedetect.cli import app
+from edgedetect.commands import output
+from edgedetect.commands.options import json_option, limit_option, threads_option, threshold_option
 
 
 class Split(str, Enum):
@@ -24,24 +23,20 @@ class Method(str, Enum):
     f1 = "f1"
 
 
-@app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def evaluate(
     model: Path = typer.Argument(..., exists=True, dir_okay=False, show_default=False,
                                  help="A .tflite model (run by the interpreter, as predict does) or a .keras model (needs the \\[train] extra)."),
     data: Path = typer.Option(..., "--data", exists=True, show_default=False,
                               help="Dataset folder or .tar.gz/.zip with REAL/FAKE class folders, optionally under train/val/test."),
     split: Split = typer.Option(Split.test, "--split", help="The split to score."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", min=0.0, max=1.0, show_default=False,
-                                              help="Call an image FAKE when p_fake >= T \\[default: the model's own threshold, else 0.5]."),
+    threshold: Optional[float] = threshold_option("the model's own threshold, else 0.5"),
     optimize_threshold: Optional[Method] = typer.Option(None, "--optimize-threshold", show_default=False,
                                                         help="Choose the threshold on the data's val split (carved from train if needed; never the test split) by Youden's J or best F1."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+    json_out: bool = json_option(),
     plots: Optional[Path] = typer.Option(None, "--plots", show_default=False,
                                          help="Write roc.png, confusion_matrix.png and worst_mistakes.png into this folder."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, show_default=False,
-                                        help="Score at most N images of each split used (a seeded random subset)."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
-                                          help="Interpreter threads for a .tflite \\[default: all cores]."),
+    limit: Optional[int] = limit_option("At most N images of each split used"),
+    threads: Optional[int] = threads_option("Interpreter threads for a .tflite"),
     force: bool = typer.Option(False, "--force", help="Overwrite plots already in the --plots folder."),
 ) -> None:
     """Score a .keras or .tflite model on a labelled split: accuracy, precision, recall, F1, ROC-AUC, confusion matrix.
@@ -56,21 +51,15 @@ def evaluate(
                      plots=str(plots) if plots else None, force=force, limit=limit, threads=threads)
     check_options(cfg)  # before loading a model: a mistake in the options costs no Keras start-up
     scorer = _keras_scorer(model) if model.suffix.lower() == ".keras" else None  # None: the interpreter's
-    report = run_evaluation(cfg, progress=not json_out and sys.stderr.isatty(), scorer=scorer).report
+    report = run_evaluation(cfg, progress=output.show_progress(not json_out), scorer=scorer).report
     if json_out:
-        sys.stdout.write(json.dumps(report, indent=1) + "\n")
+        output.print_json(report)
     else:
         _print_human(report)
     if report.get("errors"):
-        from rich.console import Console
-
-        from edgedetect.bench import print_errors
-
-        print_errors(report, Console(stderr=True, highlight=False))
+        output.print_errors(report)
     if report.get("plot_error"):
-        from edgedetect.errors import printable
-
-        typer.echo(f"error: {printable(report['plot_error'])}", err=True)
+        output.error(report["plot_error"])
     if report.get("errors") or report.get("plot_error"):
         raise typer.Exit(1)
 
@@ -89,15 +78,12 @@ def _keras_scorer(model: Path):
 
 
 def _print_human(r: dict) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from edgedetect import LABELS
 
-    console = Console()
-    if not console.is_terminal:  # piped or redirected: never fold the long path lines
-        console = Console(width=100_000)
+    console = output.stdout()
     count = r.get("limit", f"{r['n']} images")
     console.print(f"[bold]{escape(r['model'])}[/] on {escape(r['data'])}, split {r['split']}: {escape(count)}",
                   highlight=False)

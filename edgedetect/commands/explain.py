@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from edgedetect.cli import app
-from edgedetect.commands.predict import RUNTIME_PANEL
+from edgedetect.commands import output
+from edgedetect.commands.options import (force_option, images_argument, json_option,
+                                         model_option, threads_option, threshold_option)
 from edgedetect.errors import EdgeDetectError
 
 
@@ -25,26 +25,21 @@ class Fill(str, Enum):
     mean = "mean"
 
 
-@app.command(rich_help_panel=RUNTIME_PANEL)
 def explain(
-    paths: List[str] = typer.Argument(..., metavar="IMAGE", show_default=False,
-                                      help="Image files, folders (searched recursively) or quoted glob patterns."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", exists=True, dir_okay=False, show_default=False,
-                                         help="A .tflite model (explained with the interpreter alone) or a .keras model "
-                                              "(Grad-CAM; needs the \\[train] extra) \\[default: the shipped model]."),
+    paths: List[str] = images_argument("IMAGE", "Image files, folders (searched recursively) or quoted glob patterns."),
+    model: Optional[Path] = model_option("A .tflite model (explained with the interpreter alone) or a .keras model "
+                                         "(Grad-CAM; needs the \\[train] extra) \\[default: the shipped model]."),
     out: Path = typer.Option(Path("explain"), "--out", "-o", file_okay=False,
                              help="Folder for the pictures, one <image stem>.png per image; created if missing."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document with each map's numbers."),
+    json_out: bool = json_option("Print one JSON document with each map's numbers."),
     patch: Optional[int] = typer.Option(None, "--patch", min=1, show_default=False,
                                         help="Occlusion square side in model-input pixels \\[default: a quarter of the input: 8 at 32 px]."),
     stride: Optional[int] = typer.Option(None, "--stride", min=1, show_default=False,
                                          help="Occlusion step in pixels \\[default: a quarter of the patch: 2 at 32 px]."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", min=0.0, max=1.0, show_default=False,
-                                              help="Call an image FAKE when p_fake >= T \\[default: the model's threshold]."),
+    threshold: Optional[float] = threshold_option("the model's threshold"),
     fill: Fill = typer.Option(Fill.blur, "--fill", help="What replaces an occluded square: a blurred copy of it, or the image's mean colour."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
-                                          help="Interpreter threads \\[default: all cores]."),
-    force: bool = typer.Option(False, "--force", help="Overwrite any file in the way in --out (pictures an earlier explain wrote are replaced without it)."),
+    threads: Optional[int] = threads_option(),
+    force: bool = force_option("Overwrite any file in the way in --out (pictures an earlier explain wrote are replaced without it)."),
 ) -> None:
     """Show where the model's evidence is: a picture per image (the image, the map over it, label and p_fake).
 
@@ -71,7 +66,7 @@ def explain(
                "model_description": model_line, "method": method_line,
                "threshold": explainer.threshold, "n_images": len(results), "n_failed": len(failed),
                "ms_median": statistics.median(ms) if ms else None, "out": str(out), "results": results}
-        sys.stdout.write(_dumps(doc) + "\n")
+        output.echo(_dumps(doc))
     else:
         _print_human(ok, failed, model_line, method_line, ms)
     if failed:
@@ -127,13 +122,10 @@ def _explainer(model: Optional[Path], patch, stride, fill: str, threads, thresho
 
 
 def _print_human(ok: list, failed: list, model_line: str, method_line: str, ms: list) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=100_000)
+    console = output.stdout()
     if ok:
         table = Table(box=None, header_style="bold")
         for name, justify in (("path", "left"), ("label", "left"), ("p_fake", "right"), ("threshold", "right"),
@@ -149,7 +141,7 @@ def _print_human(ok: list, failed: list, model_line: str, method_line: str, ms: 
     console.print(f"{len(ok)} explained, {len(failed)} failed · model {escape(model_line)} · "
                   f"{escape(method_line)}{timing}", highlight=False)
     if failed:
-        err = Console(stderr=True, soft_wrap=True)
+        err = output.stderr()
         err.print(f"[bold red]{len(failed)} failed:[/]")
         for r in failed:
             err.print(f"  {escape(r['path'])}: {escape(r['error'])}", highlight=False, soft_wrap=True)

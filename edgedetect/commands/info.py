@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 
 import typer
 
-from edgedetect.cli import app
-from edgedetect.commands.predict import RUNTIME_PANEL
+from edgedetect.commands import output
+from edgedetect.commands.options import json_option
 
 
-@app.command(rich_help_panel=RUNTIME_PANEL)
 def info(
     model: Path = typer.Argument(..., exists=True, dir_okay=False, show_default=False, help="The .tflite model."),
-    json_out: bool = typer.Option(False, "--json", help="Print one JSON document instead of tables."),
+    json_out: bool = json_option(),
 ) -> None:
     """Show a model's input/output tensors, dtypes, quantization, file size and metadata."""
     from edgedetect.runtime import Classifier
 
     desc = Classifier(model, threads=1).describe()
     if json_out:
-        sys.stdout.write(json.dumps(desc, indent=1, default=str) + "\n")
+        output.print_json(desc, default=str)
         return
     _print_human(desc)
 
@@ -41,13 +38,12 @@ def _flatten(value, prefix: str = "") -> list[tuple[str, str]]:
 
 
 def _print_human(desc: dict) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from edgedetect.errors import printable
 
-    console = Console()
+    console = output.stdout(piped_width=None)
     size = desc["size_bytes"]
     macs = desc["macs_per_image"]
     console.print(f"[bold]{escape(printable(desc['model']))}[/]  {size:,} bytes ({size / 2**20:.2f} MiB) · "

@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
-import json
-import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
-from edgedetect.cli import app
+from edgedetect.commands import output
+from edgedetect.commands.options import force_option, images_argument, model_option, threads_option, threshold_option
 
-RUNTIME_PANEL = "Runtime (interpreter only)"
 
-
-@app.command(rich_help_panel=RUNTIME_PANEL)
 def predict(
-    paths: List[str] = typer.Argument(..., metavar="PATH", show_default=False,
-                                      help="Image files, folders (searched recursively) or quoted glob patterns such as 'imgs/**/*.jpg'."),
-    model: Optional[Path] = typer.Option(None, "--model", "-m", exists=True, dir_okay=False, show_default=False,
-                                         help="The .tflite model (its .json metadata beside it) \\[default: the shipped pair: a 32-px model for images under the photo model's crop size, the native-resolution photo model for the rest; each result names the one that decided]."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", "-t", min=0.0, max=1.0, show_default=False,
-                                              help="Call an image FAKE when p_fake >= T \\[default: the deciding model's threshold]."),
+    paths: List[str] = images_argument("PATH", "Image files, folders (searched recursively) or quoted glob patterns such as 'imgs/**/*.jpg'."),
+    model: Optional[Path] = model_option("The .tflite model (its .json metadata beside it) \\[default: the shipped pair: a 32-px model for images under the photo model's crop size, the native-resolution photo model for the rest; each result names the one that decided]."),
+    threshold: Optional[float] = threshold_option("the deciding model's threshold"),
     json_out: bool = typer.Option(False, "--json", help="Print one JSON document (model, threshold, results) instead of a table."),
     plot: Optional[Path] = typer.Option(None, "--plot", show_default=False,
                                         help="Also draw the images with label, p_fake and threshold into this picture (.png), at most 64."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
-                                          help="Interpreter threads \\[default: all cores]."),
-    force: bool = typer.Option(False, "--force", help="Overwrite the --plot file if it exists."),
+    threads: Optional[int] = threads_option(),
+    force: bool = force_option("Overwrite the --plot file if it exists."),
 ) -> None:
     """Classify images as REAL or FAKE (AI-generated). Exit 0: all classified; 1: some failed; 2: usage error."""
     from edgedetect.errors import printable
@@ -40,8 +32,9 @@ def predict(
     clf = Classifier(model, threads=threads) if model is not None else load_default_models(threads)
     models = clf.models if isinstance(clf, AutoModel) else [clf]
     t = threshold
-    threshold_source = "model metadata" if threshold is None else "--threshold"
-    shown_t = " / ".join(f"{m.threshold:g}" for m in models) if threshold is None else f"{threshold:g}"
+    resolved = [m.resolve_threshold(threshold) for m in models]
+    threshold_source = " / ".join(dict.fromkeys(r.source for r in resolved))
+    shown_t = " / ".join(f"{r.value:g}" for r in resolved) if threshold is None else f"{threshold:g}"
 
     results = _run_with_progress(clf, paths, t, show=not json_out)
     summary = summarize(results)
@@ -58,8 +51,7 @@ def predict(
                            if isinstance(clf, AutoModel) else None),
                "interpreter": f"{first.interpreter_package} {first.interpreter_version}",
                "plot": str(plot) if plot is not None else None}
-        sys.stdout.write(json.dumps(doc, indent=1) + "\n")
-        sys.stdout.flush()
+        output.print_json(doc)
     else:
         _print_human(results, summary, model_description(clf), shown_t, threshold_source, show_model=len(models) > 1)
     if plot is not None:
@@ -69,7 +61,7 @@ def predict(
         drawn = plot_predictions(results, plot, title=f"{names} · threshold {shown_t}", max_images=MAX_PLOT_IMAGES,
                                  force=force, threshold=t)  # None: each image against its deciding model's threshold
         if not json_out:
-            typer.echo(f"plot: {printable(str(plot))} ({drawn} image{'' if drawn == 1 else 's'})")
+            output.echo(f"plot: {printable(str(plot))} ({drawn} image{'' if drawn == 1 else 's'})")
     if summary["n_failed"]:
         raise typer.Exit(1)
 
@@ -77,26 +69,17 @@ def predict(
 def _run_with_progress(clf, paths: List[str], threshold: float, show: bool) -> list:
     from edgedetect.predict import predict_files
 
-    if not (show and sys.stderr.isatty()):
-        return predict_files(clf, paths, threshold)
-    from rich.console import Console
-    from rich.progress import Progress
-
-    with Progress(console=Console(stderr=True), transient=True) as bar:
-        task = bar.add_task("classifying", total=None)
-        return predict_files(clf, paths, threshold, progress=lambda done, total: bar.update(task, completed=done, total=total))
+    with output.progress_bar("classifying", show) as update:
+        return predict_files(clf, paths, threshold, progress=update)
 
 
 def _print_human(results, summary, model_line, threshold, threshold_source, show_model=False) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     from edgedetect.errors import printable
 
-    console = Console()
-    if not console.is_terminal:  # piped or redirected: one line per image, never folded
-        console = Console(width=100_000)
+    console = output.stdout()  # piped or redirected: one line per image, never folded
     ok = [r for r in results if r["error"] is None]
     if ok:
         table = Table(box=None, header_style="bold")
@@ -119,7 +102,7 @@ def _print_human(results, summary, model_line, threshold, threshold_source, show
                   f"model {escape(model_line)} · threshold {threshold} ({threshold_source})", highlight=False)
     failed = [r for r in results if r["error"] is not None]
     if failed:
-        err = Console(stderr=True, soft_wrap=True)
+        err = output.stderr()
         err.print(f"[bold red]{len(failed)} failed:[/]")
         for r in failed:
             err.print(f"  {escape(printable(r['path']))}: {escape(printable(r['error']))}", highlight=False,

@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from edgedetect.cli import app
-from edgedetect.commands.predict import RUNTIME_PANEL
+from edgedetect.commands import output
+from edgedetect.commands.options import model_option, threads_option
 from edgedetect.serve import DEFAULT_MAX_MB, DEFAULT_PORT
 
 
-@app.command(rich_help_panel=RUNTIME_PANEL)
 def serve(
-    model: Optional[Path] = typer.Option(None, "--model", "-m", exists=True, dir_okay=False, show_default=False,
-                                         help="The .tflite model \\[default: the shipped model]."),
+    model: Optional[Path] = model_option("The .tflite model \\[default: the shipped model]."),
     port: int = typer.Option(DEFAULT_PORT, "--port", "-p", help="TCP port; 0 picks a free one."),
     host: str = typer.Option("127.0.0.1", "--host",
                              help="Address to listen on. The default keeps the page on this computer; "
                                   "0.0.0.0 shows it to your network."),
     max_mb: float = typer.Option(DEFAULT_MAX_MB, "--max-mb", help="Largest upload accepted, in MB."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, show_default=False,
-                                          help="Interpreter threads \\[default: all cores]."),
+    threads: Optional[int] = threads_option(),
 ) -> None:
     """Start a page on localhost: drop or pick an image, see REAL/FAKE, p_fake against the threshold, the model
     and its input domain, and the map of where the evidence is. Offline; uploads stay in memory. Ctrl-C stops."""
@@ -31,10 +27,10 @@ def serve(
 
     server = make_server(ServeConfig(model=str(model) if model else None, host=host, port=port, max_mb=max_mb,
                                      threads=threads),
-                         log=lambda line: print(line, file=sys.stderr, flush=True))
+                         log=output.log())
     if not _is_loopback(host):
-        print(f"warning: listening on {host}: anyone who can reach this computer can use the page", file=sys.stderr)
-    print(f"edgedetect demo: {server.url} · model {server.demo.description} · Ctrl-C stops", flush=True)
+        output.warning(f"listening on {host}: anyone who can reach this computer can use the page")
+    output.echo(f"edgedetect demo: {server.url} · model {server.demo.description} · Ctrl-C stops")
     try:
         server.serve_forever()
     finally:

@@ -7,10 +7,10 @@ from typing import Optional
 
 import typer
 
-from edgedetect.cli import app
+from edgedetect.commands import output
 
 
-@app.command(rich_help_panel="Training (needs the \\[train] extra)")
+
 def train(
     ctx: typer.Context,
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture: a name in the registry (training.model_spec.REGISTRY; an unknown name lists them all). photo_cnn is built for --preprocess crops."),
@@ -67,7 +67,6 @@ def train(
     run_training(cfg)
 
 
-@app.command(rich_help_panel="Training (needs the \\[train] extra)")
 def ensemble(
     runs: list[Path] = typer.Argument(..., help="Two or more training run folders on the same data and val carve; the ensemble takes the smallest member input size and upscales in the graph for larger members."),
     out: Path = typer.Option(..., "--out", help="Folder for the ensemble (best.keras, config.json, metrics.json)."),
@@ -80,6 +79,6 @@ def ensemble(
     out_dir = make_ensemble([str(r) for r in runs], str(out), force=force)
     metrics = Run.open(out_dir).metrics
     val = metrics["val"]
-    typer.echo(f"wrote {out_dir / 'best.keras'}: val accuracy {val['accuracy']:.4f}  F1 {val['f1']:.4f}  "
+    output.echo(f"wrote {out_dir / 'best.keras'}: val accuracy {val['accuracy']:.4f}  F1 {val['f1']:.4f}  "
                f"AUC {val['roc_auc']:.4f} (threshold {metrics['threshold']:.3f}, {metrics['threshold_method']})")
-    typer.echo(f"next: edgedetect convert {out_dir / 'best.keras'} --quant int8")
+    output.echo(f"next: edgedetect convert {out_dir / 'best.keras'} --quant int8")
