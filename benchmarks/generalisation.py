@@ -33,6 +33,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from edgedetect.files import atomic_write_text  # noqa: E402
 from training.run import METRICS, Run  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
@@ -73,7 +74,7 @@ def extract(name: str, work: Path) -> Path:
                     for c in range(cols):
                         img.crop((c * w, r * h, (c + 1) * w, (r + 1) * h)).save(path.with_name(f"{path.stem}_t{r}{c}.png"))
             path.unlink()
-    done.write_text("ok\n")
+    atomic_write_text(done, "ok\n")
     return folder
 
 
@@ -222,8 +223,6 @@ def main() -> None:
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA}: the shared data is not there; this benchmark needs its native-resolution sets")
-    from edgedetect.files import atomic_write_text
-
     doc = json.loads(args.json.read_text()) if args.json.is_file() else {"protocols": {}}
     for name in args.protocol or sorted(PROTOCOLS):
         doc["protocols"][name] = protocol(name, PROTOCOLS[name], args.runs, args.work)
