@@ -66,7 +66,7 @@ def main() -> None:
         if reference is None:
             reference = p >= t
         row["agreement_with_first"] = float(np.mean((p >= t) == reference))
-        doc["models"][path.name] = row
+        doc["models"][str(path)] = row
     names = list(doc["models"])
     print(f"val split of {args.run}: {len(y)} images " + ", ".join(f"{s} {c}" for s, c in doc["per_source"].items()))
     print("\n| source | " + " | ".join(f"{n} acc | {n} AUC" for n in names) + " |")
