@@ -33,23 +33,13 @@ from typing import Iterator
 import numpy as np
 
 from edgedetect import LABELS
-from edgedetect.archives import Scan, archive_kind, iter_files, is_image_name, progress_bar, sniff_archive
+from edgedetect.archives import Scan, archive_kind, progress_bar
 from edgedetect.errors import EdgeDetectError, EdgeDetectWarning, ImageError
 from edgedetect.files import atomic_write
-from edgedetect.layout import (CLASS_FOLDERS, NO_SPLIT, SPLIT_FOLDERS, SPLITS, Layout, _check_two_classes, classify,
-                               scan_layout)
+from edgedetect.layout import SPLITS, Layout, check_two_classes
 from edgedetect.listing import FileEntry, list_folder
 from edgedetect.preprocess import MAX_IMAGE_BYTES, PREPROCESSING, SUPPORTED_FORMATS, load_image, too_large
 from edgedetect.sampling import stratified_split
-
-__all__ = [
-    # this module's own
-    "DEFAULT_MEMORY_BUDGET", "FOLDER_CACHE_MIN_IMAGES", "Dataset", "ImageFiles", "SplitArrays", "StreamingSplit",
-    "cache_dir", "carve_validation", "default_memory_budget", "load_dataset",
-    # kept importable from here: edgedetect.archives, edgedetect.layout, edgedetect.listing
-    "Scan", "archive_kind", "is_image_name", "iter_files", "progress_bar", "sniff_archive",
-    "CLASS_FOLDERS", "NO_SPLIT", "SPLITS", "SPLIT_FOLDERS", "Layout", "classify", "scan_layout", "list_folder",
-]
 
 DEFAULT_MEMORY_BUDGET = 4 * 2**30
 # Smaller folders decode in seconds; caching them would only litter the cache with copies of scratch folders.
@@ -263,7 +253,7 @@ def _decode_all(path: Path, img_size: int, progress: bool, budget: int, listing=
 def _check_layout(path: Path, splits: dict[str, SplitArrays]) -> None:
     if not splits:
         raise EdgeDetectError(f"{path}: none of the images could be decoded; run `edgedetect data inspect {path}` to see why")
-    _check_two_classes(path, {name: s.counts() for name, s in splits.items()})
+    check_two_classes(path, {name: s.counts() for name, s in splits.items()})
 
 
 def _streaming_splits(listing: list[FileEntry], layout_of: dict[str, tuple[str, int]], img_size: int,

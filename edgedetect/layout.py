@@ -133,10 +133,10 @@ class Layout:
                 f"{source}: no class folders found (found: {found}). Put images in REAL/FAKE (or real/fake, 0/1, "
                 "nature/ai) folders, optionally under train/val/test."
             )
-        _check_two_classes(source, counts)
+        check_two_classes(source, counts)
 
 
-def _check_two_classes(source, counts: dict[str, dict[str, int]]) -> None:
+def check_two_classes(source, counts: dict[str, dict[str, int]]) -> None:
     for name, row in counts.items():
         if min(row.values()) == 0:
             raise EdgeDetectError(

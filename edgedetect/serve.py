@@ -54,7 +54,7 @@ class ServeConfig:
     threads: Optional[int] = None
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
     try:
@@ -171,7 +171,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.server.loopback_only:
             return True
         host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]")
-        if _is_loopback(host):
+        if is_loopback(host):
             return True
         self._json(HTTPStatus.FORBIDDEN, {"error": f"requests for host {host!r} are refused; open http://127.0.0.1"})
         return False
@@ -234,7 +234,7 @@ class DemoServer(ThreadingHTTPServer):
     def __init__(self, cfg: ServeConfig, demo: Demo, log: Callable[[str], None]):
         self.demo = demo
         self.log = log
-        self.loopback_only = _is_loopback(cfg.host)
+        self.loopback_only = is_loopback(cfg.host)
         super().__init__((cfg.host, cfg.port), _Handler)
 
     @property

@@ -16,15 +16,9 @@ from PIL import Image
 
 from conftest import CIFAKE_TEST, CIFAKE_TRAIN, needs_shared_data, synthetic_images, write_image_folder
 from edgedetect import data as data_mod
-from edgedetect.data import (
-    ImageFiles,
-    StreamingSplit,
-    carve_validation,
-    classify,
-    default_memory_budget,
-    iter_files,
-    load_dataset,
-)
+from edgedetect.archives import iter_files
+from edgedetect.data import ImageFiles, StreamingSplit, carve_validation, default_memory_budget, load_dataset
+from edgedetect.layout import classify
 from edgedetect.errors import EdgeDetectError
 from edgedetect.inspect import format_report, inspect_dataset
 

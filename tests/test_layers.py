@@ -1,5 +1,5 @@
 """Imports point one way: the runtime (``edgedetect/``) never imports ``training``, ``conversion``, TensorFlow or
-Keras, and ``training/`` uses only the public names of other modules.
+Keras, and no module of the three packages imports another module's private (``_``) names.
 
 Read from the source with ``ast`` (imports inside functions included), so a lazy import cannot hide. The CLI edge
 (``edgedetect/cli.py``, ``edgedetect/app.py``, ``edgedetect/__main__.py`` and ``edgedetect/commands/``) may import
@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO
 
 RUNTIME_FORBIDDEN = ("training", "conversion", "tensorflow", "keras")
+PACKAGES = ("edgedetect", "training", "conversion")
 CLI_EDGE = {"cli.py", "app.py", "__main__.py"}
 
 
@@ -59,7 +60,7 @@ def runtime_violations(root: Path) -> list[str]:
 
 def private_import_violations(root: Path) -> list[str]:
     out = []
-    for path in sorted((root / "training").rglob("*.py")):
+    for path in sorted(p for package in PACKAGES for p in (root / package).rglob("*.py")):
         rel = path.relative_to(root)
         package = ".".join(rel.with_suffix("").parts[:-1])
         for line, module, names in imported_modules(ast.parse(path.read_text(encoding="utf-8")), package):
@@ -74,7 +75,7 @@ def test_the_runtime_never_imports_training_conversion_or_tensorflow():
     assert runtime_violations(REPO) == []
 
 
-def test_training_imports_no_private_names():
+def test_no_module_imports_another_modules_private_names():
     assert private_import_violations(REPO) == []
 
 

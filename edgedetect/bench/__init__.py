@@ -24,7 +24,7 @@ Method, per model:
 * **recommendation**: the highest throughput (latency without data) among the files within ``tolerance``
   accuracy of the most accurate one.
 * **accuracy** from the same pass: accuracy, precision, recall, F1 (FAKE positive) at the model's threshold, and
-  ROC-AUC, over the images whose class a folder name gives (:func:`edgedetect.data.classify`).
+  ROC-AUC, over the images whose class a folder name gives (:func:`edgedetect.layout.classify`).
 * **drift** vs a reference model (default: the fp32 model of the same family, ``<family>_fp32.tflite`` beside
   it): accuracy difference, label agreement and the max and mean of ``|p_fake - p_fake_reference|``.
 * **perturbations** (``jpeg:Q``, ``resize:F``, ``blur:R``): the accuracy pass again with each perturbation

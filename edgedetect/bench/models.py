@@ -15,7 +15,8 @@ def shipped_models() -> list[Path]:
     return sorted(root.glob("*.tflite"))
 
 
-def _precision(model: Path) -> str:
+def model_precision(model: Path) -> str:
+    """``model``'s precision: its metadata's, else the file name's suffix (``x_int8.tflite``), else ``unknown``."""
     from edgedetect.metadata import read_metadata
 
     meta = read_metadata(model)
@@ -32,7 +33,7 @@ def family_reference(model: str | os.PathLike) -> Path | None:
     own reference.
     """
     model = Path(model)
-    row = BY_NAME.get(_precision(model))
+    row = BY_NAME.get(model_precision(model))
     if row is not None and row.reference is None:
         return model
     reference = BY_NAME[row.reference if row is not None else REFERENCE]
@@ -41,6 +42,6 @@ def family_reference(model: str | os.PathLike) -> Path | None:
     if candidate.is_file():
         return candidate
     plain = model.with_name(f"{base}.tflite")
-    if plain != model and plain.is_file() and _precision(plain) == reference.name:
+    if plain != model and plain.is_file() and model_precision(plain) == reference.name:
         return plain
     return None

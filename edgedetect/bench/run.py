@@ -12,7 +12,7 @@ import numpy as np
 from edgedetect.bench.host import host_info, usable_cores
 from edgedetect.bench.images import load_image_set
 from edgedetect.bench.latency import measure_latency
-from edgedetect.bench.models import _precision, family_reference, shipped_models
+from edgedetect.bench.models import model_precision, family_reference, shipped_models
 from edgedetect.bench.perturb import parse_perturbations
 from edgedetect.bench.pool import WorkerPool
 from edgedetect.errors import EdgeDetectError
@@ -171,7 +171,7 @@ def run_bench(cfg: BenchConfig, log: Log | None = None) -> dict:
             models.remove(model)
             continue
         row = {k: None for k in CONTRACT_KEYS}
-        precision = clf.metadata.precision if clf.metadata.precision != "unknown" else _precision(model)
+        precision = clf.metadata.precision if clf.metadata.precision != "unknown" else model_precision(model)
         row.update(model=str(model), precision=precision, size_bytes=model.stat().st_size,
                    latency_ms_p50=float(np.median(lat)), latency_ms_p90=float(np.percentile(lat, 90)),
                    input_size=clf.input_size, io=clf.input_dtype.name, threshold=clf.threshold,

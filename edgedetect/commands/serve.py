@@ -23,12 +23,12 @@ def serve(
 ) -> None:
     """Start a page on localhost: drop or pick an image, see REAL/FAKE, p_fake against the threshold, the model
     and its input domain, and the map of where the evidence is. Offline; uploads stay in memory. Ctrl-C stops."""
-    from edgedetect.serve import ServeConfig, _is_loopback, make_server
+    from edgedetect.serve import ServeConfig, is_loopback, make_server
 
     server = make_server(ServeConfig(model=str(model) if model else None, host=host, port=port, max_mb=max_mb,
                                      threads=threads),
                          log=output.log())
-    if not _is_loopback(host):
+    if not is_loopback(host):
         output.warning(f"listening on {host}: anyone who can reach this computer can use the page")
     output.echo(f"edgedetect demo: {server.url} · model {server.demo.description} · Ctrl-C stops")
     try:
