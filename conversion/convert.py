@@ -177,6 +177,11 @@ def convert(model_path: Optional[str | os.PathLike], config: ConversionConfig, l
     with quiet():
         src = load_source(path)
     arch = model_arch(run)
+    front = None
+    if settings.get("front", "none") != "none":
+        from training.model_spec import get_front
+
+        front = get_front(settings["front"])
     threshold = run.threshold if run is not None and run.threshold is not None else 0.5
     notes: list[str] = []
     calib = None
@@ -205,7 +210,7 @@ def convert(model_path: Optional[str | os.PathLike], config: ConversionConfig, l
         if precision not in targets and precision != REFERENCE:
             continue
         if BY_NAME[precision].needs_calibration:
-            keep_float = keep_float_ops(config, blobs[REFERENCE], log)
+            keep_float = keep_float_ops(config, blobs[REFERENCE], log, front)
             blobs[precision], debug_rows, kept = convert_int8(src, calib, config, keep_float)
         else:
             blobs[precision] = convert_float(src, precision)

@@ -36,7 +36,7 @@ def build_metadata(src: Source, run: Optional[Run], precision: str, io: str, thr
     if front != "none":
         from training.model_spec import get_front
 
-        preprocessing["front_end"] = f"inside the model graph: {get_front(front)[0]}"
+        preprocessing["front_end"] = f"inside the model graph: {get_front(front).description}"
     if run.settings.get("preprocess") == "crops":
         from edgedetect.crops import CROP_ALIGN
 

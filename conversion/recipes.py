@@ -145,18 +145,24 @@ def convert_int8(src: Source, calib: CalibrationSet, config: ConversionConfig,
     return result["value"]
 
 
-def keep_float_ops(config: ConversionConfig, fp32_model: bytes, log: Log) -> tuple[str, ...]:
-    """What the int8 file keeps in float: ``config.keep_float``, else :data:`AUTO_KEEP_FLOAT` ops the model has."""
+def keep_float_ops(config: ConversionConfig, fp32_model: bytes, log: Log, front=None) -> tuple[str, ...]:
+    """What the int8 file keeps in float: ``config.keep_float``, else the :data:`AUTO_KEEP_FLOAT` ops the model
+    has and the ops of its front end (``front``: a ``training.model_spec.Front``, or None)."""
     if config.keep_float is not None:
         return tuple(config.keep_float)
+    if config.io != "float":
+        return ()
     from conversion.debug import model_ops
 
     present = {o["op"] for o in model_ops(fp32_model)}
     auto = tuple(op for op in AUTO_KEEP_FLOAT if op in present)
-    if auto and config.io == "float":
+    if auto:
         log(f"int8: keeping {', '.join(auto)} in float (XNNPACK has no int8 kernel for it; fully integer, the model "
             "splits into many delegate parts and runs slower than fp32). --keep-float none: full integer")
-        return auto
-    return ()
+    ops = tuple(op for op in front.float_ops if op in present and op not in auto) if front is not None else ()
+    if ops:
+        log(f"int8: keeping the front end's ops ({', '.join(ops)}) in float: its small residual would lose most of "
+            "its values to one int8 scale. --keep-float none: full integer")
+    return auto + ops
 
 

@@ -111,6 +111,9 @@ def test_converted_metadata_states_the_crop_mode(native_run):
         assert pre["mode"] == "crops" and pre["max_crops"] == 4 and pre["combine"] in ("mean", "mean_logit", "max")
         assert meta.input_size == CROP and "NPR" in pre["front_end"]
         assert meta.training["sources"] == ["data"] and meta.training["image_sizes"]["long_side"][2] <= 178
+    # The int8 file keeps the NPR front end in float (its residual would lose most of its values to one int8 scale).
+    kept = read_metadata(native_run["int8"]).calibration["keep_float"]["ops"]
+    assert {"SUB", "TANH", "RESIZE_NEAREST_NEIGHBOR"} <= set(kept), kept
 
 
 @pytest.mark.slow  # the native_run fixture trains (30 s)

@@ -160,16 +160,34 @@ def _highpass(x):
     return y
 
 
-# Fixed signal processing in front of any architecture, inside the graph (so every runtime computes it the same way).
-FRONTS: dict[str, tuple[str, Callable | None]] = {
-    "none": ("raw RGB 0-255", None),
-    "npr": ("NPR residual: image minus its 2x2 nearest down/up copy (Tan et al., CVPR 2024), soft-clipped to "
-            "+-16 grey levels (16 tanh(r/16))", _npr),
-    "highpass": ("fixed 3x3 Laplacian high-pass per channel", _highpass),
+@dataclass(frozen=True)
+class Front:
+    """Fixed signal processing in front of an architecture, inside the graph (every runtime computes it alike).
+
+    Attributes:
+        description: what it computes, in words (written to model metadata).
+        build: ``inputs_0_255 -> tensor``, or None for no front end.
+        float_ops: the TFLite builtins it compiles to, which an int8 file keeps in float: its output is a small
+            residual riding on 0-255 pixels, and one int8 scale per tensor rounds much of it away (converted
+            int8, a five-source photo model agreed with its Keras model on 93.2% of 1,000 crops; with these
+            kept float, 99.1%).
+    """
+
+    description: str
+    build: Callable | None
+    float_ops: tuple[str, ...] = ()
+
+
+FRONTS: dict[str, Front] = {
+    "none": Front("raw RGB 0-255", None),
+    "npr": Front("NPR residual: image minus its 2x2 nearest down/up copy (Tan et al., CVPR 2024), soft-clipped to "
+                 "+-16 grey levels (16 tanh(r/16))", _npr,
+                 ("DEPTHWISE_CONV_2D", "RESIZE_NEAREST_NEIGHBOR", "SUB", "MUL", "TANH")),
+    "highpass": Front("fixed 3x3 Laplacian high-pass per channel", _highpass, ("DEPTHWISE_CONV_2D",)),
 }
 
 
-def get_front(name: str) -> tuple[str, Callable | None]:
+def get_front(name: str) -> Front:
     """The front end registered as ``name``; an unknown name is an error listing the valid ones."""
     if name not in FRONTS:
         raise EdgeDetectError(f"unknown front end '{name}'; valid: {', '.join(FRONTS)}")
@@ -205,7 +223,7 @@ def build_model(name: str, img_size: int | None = None, weights: str | None = No
             raise EdgeDetectError(f"'{name}' has no pretrained weights; use --weights none")
         if weights != "imagenet" and not Path(weights).is_file():
             raise EdgeDetectError(f"--weights {weights}: file not found (use none, imagenet or a local weights file)")
-    _, front_fn = get_front(front)
+    front_fn = get_front(front).build
     if front_fn is not None and img_size % 2:
         raise EdgeDetectError(f"--front {front} needs an even input size, received {img_size}")
     inputs = keras.Input((img_size, img_size, 3), name="image")
