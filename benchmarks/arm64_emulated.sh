@@ -6,7 +6,7 @@
 # 2. Copy this repository's working tree into it and `pip install` it (the base install, no extras) in a venv
 #    there: pip fetches the aarch64 wheels (numpy, Pillow, ai-edge-litert, ...).
 # 3. Inside the arm64 root: `edgedetect predict imgs/real --json` with every shipped model, and
-#    `edgedetect bench --data <small CIFAKE test subset> --json`.
+#    `edgedetect bench models/*.tflite --data <small CIFAKE test subset> --json` (every file of models/, as on x86).
 # 4. The same on this x86 host (the python given by EDGEDETECT_X86_PYTHON, default: python3 with edgedetect
 #    importable), then compare labels and p_fake per image and model, and accuracy per bench row.
 #
@@ -159,10 +159,10 @@ run_side() {  # $1 = arm64|x86; writes $out/<side>/predict_<model>.json, bench.j
     done
     if [[ $side == arm64 ]]; then
         in_root bash -c \
-            "cd /opt/edgedetect-src && edgedetect bench --data /opt/cifake-small --runs 10 --warmup 2 --json" \
+            "cd /opt/edgedetect-src && edgedetect bench models/*.tflite --data /opt/cifake-small --runs 10 --warmup 2 --json" \
             > "$out/bench.json" 2> "$out/bench_stderr.txt" || echo "exit $?" >> "$out/bench_stderr.txt"
     else
-        (cd "$repo" && "$x86_python" -m edgedetect bench --data "$root/opt/cifake-small" \
+        (cd "$repo" && "$x86_python" -m edgedetect bench models/*.tflite --data "$root/opt/cifake-small" \
             --runs 10 --warmup 2 --json) > "$out/bench.json" 2> "$out/bench_stderr.txt" || echo "exit $?" >> "$out/bench_stderr.txt"
     fi
 }
@@ -212,7 +212,13 @@ else:
     host = ba["host"]
     print(f"bench on arm64: {host['arch']}, {host['cpu']}, {host['interpreter']}, python {host['python']}, "
           f"numpy {host['numpy']}; cpu_flags {host.get('cpu_flags')}")
-    for ra, rx in zip(ba["rows"], bx["rows"]):
+    x86_rows = {Path(r["model"]).stem: r for r in bx["rows"]}
+    for ra in ba["rows"]:  # the same files on both sides (models/*.tflite of the same tree), matched by name
+        rx = x86_rows.get(Path(ra["model"]).stem)
+        if rx is None:
+            print(f"FAIL bench {Path(ra['model']).stem}: no x86 row for it")
+            ok = False
+            continue
         good = ra["accuracy"] is not None and abs(ra["accuracy"] - rx["accuracy"]) <= 1 / max(ba["n_images"], 1) + 1e-12
         ok &= good
         print(f"{'ok  ' if good else 'FAIL'} bench {Path(ra['model']).stem}: accuracy arm64 {ra['accuracy']:.4f} "
