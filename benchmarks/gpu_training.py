@@ -2,7 +2,7 @@
 
 Trains each architecture for a few epochs with ``edgedetect train`` (a subprocess, exactly the command users run)
 under ``KERAS_BACKEND`` (default ``jax``: GPU machines without TensorFlow are common), reads each epoch's seconds
-from the command's own epoch lines (on stderr), and adds one row per architecture and host to
+and the device from the run folder (``history.json``, ``config.json``), and adds one row per architecture and host to
 ``benchmarks/results/gpu_training.json``; ``benchmarks/gpu_training.md`` is rendered from all rows, so a CPU run
 and a GPU run of the same settings sit side by side::
 
@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edgedetect.files import atomic_write_text  # noqa: E402
+from training.run import HISTORY, Run  # noqa: E402
 RESULTS = REPO / "benchmarks" / "results" / "gpu_training.json"
 REPORT = REPO / "benchmarks" / "gpu_training.md"
 
@@ -45,17 +45,15 @@ ARCHS = {
     "photo_cnn": ["--data", "{data}/faces.tar.gz", "--preprocess", "crops", "--front", "npr", "--img-size", "96",
                   "--steps-per-epoch", "120", "--batch-size", "32"],
 }
-EPOCH_LINE = re.compile(r"^epoch\s+(\d+)/\d+\s+(\d+)s\b", re.M)
-DEVICE_LINE = re.compile(r"^device: (.+)$", re.M)
 
 
 def train(arch: str, data: Path, out: Path, epochs: int, limit: int | None) -> dict:
     args = [a.format(data=data) for a in ARCHS[arch]]
     if limit and "--preprocess" not in args:
         args += ["--limit", str(limit)]
+    run_dir = out / f"{arch}-{os.environ['KERAS_BACKEND']}-{time.strftime('%Y%m%d-%H%M%S')}"
     cmd = [sys.executable, "-m", "edgedetect", "train", "--arch", arch, *args, "--epochs", str(epochs),
-           "--patience", str(epochs), "--out",
-           str(out / f"{arch}-{os.environ['KERAS_BACKEND']}-{time.strftime('%Y%m%d-%H%M%S')}")]
+           "--patience", str(epochs), "--out", str(run_dir)]
     print("$", " ".join(cmd), flush=True)
     start = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
@@ -63,13 +61,12 @@ def train(arch: str, data: Path, out: Path, epochs: int, limit: int | None) -> d
     if proc.returncode != 0:
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
         raise SystemExit(f"{arch}: edgedetect train failed (exit {proc.returncode}):\n" + "\n".join(tail))
-    log = proc.stdout + proc.stderr  # train reports epochs and the device on stderr
-    seconds = [int(s) for _, s in EPOCH_LINE.findall(log)]
-    device = DEVICE_LINE.search(log)
+    run = Run.open(run_dir)
+    seconds = run.read(HISTORY)["seconds"]
     return {"arch": arch, "settings": " ".join(args).replace(str(data), "DATA"), "epochs": len(seconds),
-            "first_epoch_s": seconds[0] if seconds else None,
-            "median_epoch_s": statistics.median(seconds[1:]) if len(seconds) > 1 else None,
-            "wall_s": round(wall, 1), "device": device.group(1).strip() if device else "?"}
+            "first_epoch_s": round(seconds[0], 1),
+            "median_epoch_s": round(statistics.median(seconds[1:]), 1) if len(seconds) > 1 else None,
+            "wall_s": round(wall, 1), "device": run.config["device"]}
 
 
 def host() -> dict:

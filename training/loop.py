@@ -156,6 +156,7 @@ class RunCheckpoint(keras.callbacks.Callback):
         # counted per finished epoch, so the time before an interruption stays in the run's total
         seconds = time.perf_counter() - self.epoch_t0
         self.state["train_seconds"] += seconds
+        self.history.setdefault("seconds", []).append(round(seconds, 3))
         save_model(self.model, self.run_dir / "last.keras")
         atomic_write_text(self.run_dir / HISTORY, json.dumps(self.history, indent=1))
         atomic_write_text(self.run_dir / STATE, json.dumps(self.state, indent=1))
@@ -225,8 +226,8 @@ class Progress:
         self.console.print(text)
 
 
-def setup_devices(mixed_precision: bool, console) -> object | None:
-    """Mixed precision and multi-GPU strategy; returns a distribution scope or None."""
+def setup_devices(mixed_precision: bool, console) -> tuple[object | None, str]:
+    """Mixed precision and multi-GPU strategy; returns a distribution scope (or None) and the device in words."""
     gpus = []
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -240,7 +241,8 @@ def setup_devices(mixed_precision: bool, console) -> object | None:
         import torch
 
         gpus = list(range(torch.cuda.device_count()))
-    console.print(f"device: {len(gpus)} GPU(s)" if gpus else "device: CPU")
+    device = f"{len(gpus)} GPU(s)" if gpus else "CPU"
+    console.print(f"device: {device}")
     if mixed_precision:
         if gpus:
             keras.mixed_precision.set_global_policy("mixed_float16")
@@ -249,8 +251,8 @@ def setup_devices(mixed_precision: bool, console) -> object | None:
     if len(gpus) > 1 and keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
-        return tf.distribute.MirroredStrategy().scope()
-    return None
+        return tf.distribute.MirroredStrategy().scope(), device
+    return None, device
 
 
 def plot_history(history: dict, path: Path) -> bool:

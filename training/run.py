@@ -6,7 +6,7 @@ A run folder holds::
     last.keras      last epoch, with optimizer state (what resuming continues from)
     teacher.npy     with a teacher: its p_fake on every training image
     state.json      epoch, best AUC, epochs without improvement, training seconds
-    config.json     {"config": settings, "dataset": ..., "versions": ..., "command": [...], ...}
+    config.json     {"config": settings, "dataset": ..., "versions": ..., "device": ..., "command": [...], ...}
     history.json    per-epoch train/val loss, accuracy, AUC and learning rate
     metrics.json    the best model on val (and test) with the threshold chosen on val
     curves.png      loss, accuracy and AUC curves

@@ -114,7 +114,7 @@ def _fit(cfg: TrainConfig, run: Run, state: dict, history: dict, resuming: bool,
     else:
         dataset, train_seq, val_seq = resize_data(cfg, init_seed, progress, console, run_dir, resuming)
     keras.utils.set_random_seed(init_seed)
-    scope = loop.setup_devices(cfg.mixed_precision, console)
+    scope, device = loop.setup_devices(cfg.mixed_precision, console)
 
     with scope if scope is not None else contextlib.nullcontext():
         if resuming:
@@ -130,7 +130,7 @@ def _fit(cfg: TrainConfig, run: Run, state: dict, history: dict, resuming: bool,
                 metrics=loop.label_metrics(),
             )
     config_doc = {"config": asdict(cfg), "dataset": dataset.describe(), "params": model.count_params(),
-                  "versions": library_versions(), "command": previous.get("command", sys.argv)}
+                  "versions": library_versions(), "device": device, "command": previous.get("command", sys.argv)}
     if resuming:  # keep the command that started the run: it is the one that reproduces it
         config_doc["resumed_with"] = previous.get("resumed_with", []) + [sys.argv]
     run.write(CONFIG, config_doc)
