@@ -49,20 +49,19 @@ def main() -> None:
     data, _ = load_sources(settings["data"], progress=False)
     _, val = carve_val(data, settings["val_fraction"], settings["seed"])
     y, sources = np.asarray(val.y), np.asarray(val.source)
-    doc = {"run": str(args.run), "n": len(y), "per_source": {s: val.counts()[s] for s in sorted(set(val.source))},
-           "models": {}}
+    counts = val.counts()
+    names_of_sources = sorted(counts)
+    doc = {"run": str(args.run), "n": len(y), "per_source": {s: counts[s] for s in names_of_sources}, "models": {}}
     reference = None
     for path in args.models:
         model = Classifier(path, threads=None)
         p = scores(model, val.images)
         t = model.threshold
         row = {"threshold": t, "all": binary_metrics(y, p, t)}
-        for s in sorted(set(val.source)):
-            m = sources == s
-            if len(set(y[m])) == 1:  # a one-class source: against every val image of the other class
-                m = m | (y != y[m][0])
-            row[s] = {"accuracy": float(np.mean((p[sources == s] >= t) == (y[sources == s] == 1))),
-                      "roc_auc": roc_auc(y[m], p[m])}
+        for s in names_of_sources:
+            own = sources == s
+            ranked = own | (y != y[own][0]) if len(set(y[own])) == 1 else own  # one class: against the other's val
+            row[s] = {"accuracy": float(np.mean((p[own] >= t) == (y[own] == 1))), "roc_auc": roc_auc(y[ranked], p[ranked])}
         if reference is None:
             reference = p >= t
         row["agreement_with_first"] = float(np.mean((p >= t) == reference))
@@ -71,7 +70,7 @@ def main() -> None:
     print(f"val split of {args.run}: {len(y)} images " + ", ".join(f"{s} {c}" for s, c in doc["per_source"].items()))
     print("\n| source | " + " | ".join(f"{n} acc | {n} AUC" for n in names) + " |")
     print("|---|" + "---:|---:|" * len(names))
-    for s in [*sorted(set(val.source)), "all"]:
+    for s in [*names_of_sources, "all"]:
         cells = []
         for n in names:
             r = doc["models"][n][s]

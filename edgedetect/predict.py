@@ -188,11 +188,11 @@ def predict_files(
         if not items:
             return
         p_all = model.predict(np.concatenate([arrays for _, arrays, _ in items]))
+        t = model.resolve_threshold(threshold).value
         start = 0
         for i, arrays, info in items:
             p_crops = p_all[start : start + len(arrays)]
             start += len(arrays)
-            t = model.resolve_threshold(threshold).value
             results[i] = _result(str(files[i]), model.combine(p_crops), t, model=model, info=info)
 
     for i, path in enumerate(files):
