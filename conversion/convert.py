@@ -31,7 +31,7 @@ from edgedetect.metadata import sidecar_path, write_metadata
 from edgedetect.precision import BY_NAME, IO_TYPES, PRECISIONS, REFERENCE
 from conversion.calibration import (CALIB_SEED, DEFAULT_NUM_CALIB, MIN_SENSIBLE_CALIB, calibration_source,
                                     load_calibration, load_crop_calibration)
-from conversion.model_metadata import build_metadata, model_arch
+from conversion.model_metadata import build_metadata, model_arch, run_front
 from conversion.recipes import convert_float, convert_int8, keep_float_ops, quiet
 from conversion.report import ConversionReport, OutputReport, check_agreement
 from conversion.source import Log, load_source, resolve_model
@@ -177,11 +177,7 @@ def convert(model_path: Optional[str | os.PathLike], config: ConversionConfig, l
     with quiet():
         src = load_source(path)
     arch = model_arch(run)
-    front = None
-    if settings.get("front", "none") != "none":
-        from training.model_spec import get_front
-
-        front = get_front(settings["front"])
+    front = run_front(run)
     threshold = run.threshold if run is not None and run.threshold is not None else 0.5
     notes: list[str] = []
     calib = None

@@ -19,6 +19,16 @@ def model_arch(run: Optional[Run]) -> str:
     return (run.arch if run is not None else None) or UNKNOWN_ARCH
 
 
+def run_front(run: Optional[Run]):
+    """The front end the run trained behind (a ``training.model_spec.Front``), or None (none, or not from a run)."""
+    name = run.settings.get("front", "none") if run is not None else "none"
+    if name == "none":
+        return None
+    from training.model_spec import get_front
+
+    return get_front(name)
+
+
 def build_metadata(src: Source, run: Optional[Run], precision: str, io: str, threshold: float,
                    calibration: Optional[dict]) -> ModelMetadata:
     """The metadata of the ``precision`` file converted from ``src``."""
@@ -32,11 +42,9 @@ def build_metadata(src: Source, run: Optional[Run], precision: str, io: str, thr
         in_graph = get_spec(arch).preprocessing
     if in_graph:
         preprocessing["normalisation"] = f"inside the model graph: {in_graph}"
-    front = run.settings.get("front", "none")
-    if front != "none":
-        from training.model_spec import get_front
-
-        preprocessing["front_end"] = f"inside the model graph: {get_front(front).description}"
+    front = run_front(run)
+    if front is not None:
+        preprocessing["front_end"] = f"inside the model graph: {front.description}"
     if run.settings.get("preprocess") == "crops":
         from edgedetect.crops import CROP_ALIGN
 
