@@ -17,7 +17,8 @@ rm -rf build
 total=$(du -sk "$site" | cut -f1)
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f MiB", k / 1024 }'; }
 echo "$("$PYTHON" --version), $(uname -m), $(date -u +%F)"
-echo "site-packages: $(mib "$total") (the empty venv's own pip/setuptools: $(mib "$own"); edgedetect brings $(mib $((total - own))))"
+mb() { awk -v k="$1" 'BEGIN { printf "%.1f MB", k * 1024 / 1e6 }'; }
+echo "site-packages: $(mib "$total") = $(mb "$total") (the empty venv's own pip/setuptools: $(mib "$own"); edgedetect brings $(mib $((total - own))))"
 du -sk "$site"/* | sort -rn | head -8 | while read -r k path; do echo "  $(mib "$k")  $(basename "$path")"; done
 stderr=$(cd /tmp && "$VENV/bin/edgedetect" predict "$OLDPWD/imgs/fake/5.jpg" 2>&1 >/dev/null)
 echo "stderr of a successful predict: ${stderr:-(nothing)}"
