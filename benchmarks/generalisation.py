@@ -44,7 +44,13 @@ PROTOCOLS = {
     "A": {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"]},
     "A-synth": {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"],
                 "extra": ["--synth-fakes", "0.25"], "note": "A plus synthetic FAKE crops (25% of FAKE samples)"},
+    "A-safe": {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"],
+               "extra": ["--jitter", "0.5", "--mask-prob", "0.5"],
+               "note": "A plus SAFE's colour jitter (0.5) and random masking (p 0.5)"},
     "B": {"train": ["sdfd", "dreambooth"], "test": ["faces", "sd15", "imagenet"]},
+    "B-safe": {"train": ["sdfd", "dreambooth"], "test": ["faces", "sd15", "imagenet"],
+               "extra": ["--jitter", "0.5", "--mask-prob", "0.5"],
+               "note": "B plus SAFE's colour jitter (0.5) and random masking (p 0.5)"},
 }
 
 

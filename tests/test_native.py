@@ -56,6 +56,33 @@ def test_combine_rules():
     np.testing.assert_allclose(combine_all(np.array([0.2, 0.4, 0.6, 0.8]), owner, 2, "mean"), [0.6, 0.4])
 
 
+def test_mask_blanks_whole_grid_squares_and_jitter_keeps_the_upsampling_trace():
+    pytest.importorskip("PIL")
+    from training.native_data import MASK_PATCH, MASK_RATIO, Augment, augment_crop, colour_jitter, random_mask
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 256, (96, 96, 3), dtype=np.uint8)  # no zero pixel before masking
+    shares = []
+    for _ in range(50):
+        m = random_mask(x, rng)
+        blank = (m == 0).all(axis=2)
+        cells = blank.reshape(96 // MASK_PATCH, MASK_PATCH, 96 // MASK_PATCH, MASK_PATCH).transpose(0, 2, 1, 3)
+        per_cell = cells.reshape(*cells.shape[:2], -1).mean(axis=2)
+        assert set(np.unique(per_cell)) <= {0.0, 1.0}  # whole squares of the grid, nothing in between
+        assert np.array_equal(m[~blank], x[~blank])
+        shares.append(blank.mean())
+    assert max(shares) <= MASK_RATIO and min(shares) < 0.2 < max(shares)
+
+    # A 2x nearest-upsampled crop stays one after jitter: each 2x2 block still holds one colour.
+    up = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8).repeat(2, axis=0).repeat(2, axis=1)
+    j = colour_jitter(up, 0.5, rng)
+    assert not np.array_equal(j, up)
+    assert np.array_equal(j, j[::2, ::2].repeat(2, axis=0).repeat(2, axis=1))
+    assert np.array_equal(colour_jitter(up, 0.0, rng), up)
+    assert "mask p=0.5" in " ".join(Augment(mask=0.5, jitter=0.5).describe())
+    assert augment_crop(x, Augment(jpeg=0.0, flip=False, rot90=False, gamma=0.0, mask=1.0), rng).shape == x.shape
+
+
 def _write_native_folder(root, n_per_class=24, seed=0):
     rng = np.random.default_rng(seed)
     for i in range(2 * n_per_class):

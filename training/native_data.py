@@ -171,6 +171,11 @@ class Augment:
         jpeg: probability of re-encoding the crop as JPEG, at a quality drawn from ``jpeg_quality``.
         flip: horizontal flips; rot90: rotations by multiples of 90 degrees (neither resamples a pixel).
         gamma: maximal |log2 gamma| of a random tone curve (0 = off).
+        jitter: colour jitter, the largest relative change of brightness, contrast and saturation (0 = off; SAFE,
+            Li et al. 2025, use 0.5).
+        mask: probability of blanking random MASK_PATCH-px squares covering U[0, 0.75] of the crop (SAFE's
+            RandomMask): the detector cannot lean on one region's content. Squares sit on the 2x2 grid, so their
+            edges add no nearest-neighbour upsampling trace of their own.
     """
 
     jpeg: float = 0.5
@@ -178,6 +183,8 @@ class Augment:
     flip: bool = True
     rot90: bool = True
     gamma: float = 0.25
+    jitter: float = 0.0
+    mask: float = 0.0
 
     def describe(self) -> list[str]:
         out = []
@@ -189,10 +196,16 @@ class Augment:
             out.append("rot90 k~U{0..3}")
         if self.gamma:
             out.append(f"gamma 2^U[-{self.gamma:g},{self.gamma:g}]")
+        if self.jitter:
+            out.append(f"brightness, contrast and saturation x U[{1 - self.jitter:g},{1 + self.jitter:g}]")
+        if self.mask:
+            out.append(f"mask p={self.mask:g}: {MASK_PATCH}-px squares over U[0,{MASK_RATIO:g}] of the crop")
         return out
 
 
 NO_AUGMENT = Augment(jpeg=0.0, flip=False, rot90=False, gamma=0.0)
+MASK_PATCH = 16
+MASK_RATIO = 0.75
 
 
 def random_crop(arr: np.ndarray, crop: int, rng: np.random.Generator) -> np.ndarray:
@@ -210,6 +223,8 @@ def augment_crop(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.nd
         g = 2.0 ** rng.uniform(-aug.gamma, aug.gamma)
         lut = np.clip(np.rint(255.0 * (np.arange(256) / 255.0) ** g), 0, 255).astype(np.uint8)
         x = lut[x]
+    if aug.jitter:
+        x = colour_jitter(x, aug.jitter, rng)
     if aug.jpeg and rng.random() < aug.jpeg:
         buf = io.BytesIO()
         Image.fromarray(x).save(buf, "JPEG", quality=int(rng.integers(aug.jpeg_quality[0], aug.jpeg_quality[1] + 1)))
@@ -218,7 +233,39 @@ def augment_crop(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.nd
         x = x[:, ::-1]
     if aug.rot90:
         x = np.rot90(x, int(rng.integers(0, 4)))
-    return np.ascontiguousarray(x)
+    x = np.ascontiguousarray(x)
+    if aug.mask and rng.random() < aug.mask:
+        x = random_mask(x, rng)
+    return x
+
+
+def colour_jitter(x: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """Brightness, contrast and saturation each scaled by U[1 - strength, 1 + strength], in a random order."""
+    y = x.astype(np.float32)
+    for op in rng.permutation(3):
+        f = rng.uniform(1 - strength, 1 + strength)
+        if op == 0:
+            y = y * f
+        elif op == 1:
+            mean = float((y @ np.float32([0.299, 0.587, 0.114])).mean())
+            y = mean + f * (y - mean)
+        else:
+            grey = (y @ np.float32([0.299, 0.587, 0.114]))[..., None]
+            y = grey + f * (y - grey)
+    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+
+def random_mask(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``x`` with distinct MASK_PATCH-px squares of the grid set to 0, covering U[0, MASK_RATIO] of it."""
+    rows, cols = x.shape[0] // MASK_PATCH, x.shape[1] // MASK_PATCH
+    n = int(rows * cols * rng.uniform(0, MASK_RATIO))
+    if n == 0:
+        return x
+    x = x.copy()
+    for cell in rng.choice(rows * cols, size=n, replace=False):
+        r, c = divmod(int(cell), cols)
+        x[r * MASK_PATCH : (r + 1) * MASK_PATCH, c * MASK_PATCH : (c + 1) * MASK_PATCH] = 0
+    return x
 
 
 _UPSAMPLERS = (Image.Resampling.NEAREST, Image.Resampling.BILINEAR, Image.Resampling.BICUBIC)

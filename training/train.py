@@ -48,6 +48,8 @@ class TrainConfig:
     max_crops: int = 16  # crops: crops per image at evaluation (and in the exported model's metadata)
     jpeg_prob: float = 0.5  # crops: share of training crops re-encoded as JPEG at a random quality
     synth_fakes: float = 0.0  # crops: share of FAKE samples made from REAL crops by 2x upsampling (AutoGAN-like)
+    jitter: float = 0.0  # crops: colour jitter strength (brightness, contrast, saturation), both classes alike
+    mask_prob: float = 0.0  # crops: share of training crops with random 16-px squares blanked (SAFE's RandomMask)
 
 
 def default_run_dir(arch: str) -> Path:
