@@ -102,7 +102,7 @@ def run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True, cwd=REPO, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 
-def ensure_run(name: str, spec: dict, runs: Path) -> Path:
+def ensure_run(name: str, spec: dict, runs: Path, reconvert: bool = False) -> Path:
     run_dir = runs / f"photo-{name}-{'_'.join(spec['train'])}"
     if not (run_dir / METRICS).is_file():
         cmd = [sys.executable, "-m", "edgedetect", "train", *TRAIN_SETTINGS, *spec.get("extra", []), "--out", str(run_dir)]
@@ -112,8 +112,9 @@ def ensure_run(name: str, spec: dict, runs: Path) -> Path:
             cmd = [sys.executable, "-m", "edgedetect", "train", "--resume", str(run_dir)]
         run(cmd)
     for precision in ("fp32", "int8"):
-        if not (run_dir / f"{run_dir.name}_{precision}.tflite").is_file():
-            run([sys.executable, "-m", "edgedetect", "convert", str(run_dir / "best.keras"), "--quant", precision])
+        if reconvert or not (run_dir / f"{run_dir.name}_{precision}.tflite").is_file():
+            run([sys.executable, "-m", "edgedetect", "convert", str(run_dir / "best.keras"), "--quant", precision,
+                 "--force"])
     return run_dir
 
 
@@ -167,8 +168,8 @@ def _brief(m: dict) -> dict:
     return {k: m[k] for k in ("accuracy", "roc_auc", "f1", "balanced_accuracy") if k in m}
 
 
-def protocol(name: str, spec: dict, runs: Path, work: Path) -> dict:
-    run_dir = ensure_run(name, spec, runs)
+def protocol(name: str, spec: dict, runs: Path, work: Path, reconvert: bool = False) -> dict:
+    run_dir = ensure_run(name, spec, runs, reconvert)
     files, labels, sources = [], [], []
     for s in spec["test"]:
         for path, label in labelled_files(extract(s, work)):
@@ -177,7 +178,7 @@ def protocol(name: str, spec: dict, runs: Path, work: Path) -> dict:
             sources.append(s)
     labels, sources = np.array(labels), np.array(sources)
     metrics = Run.open(run_dir).metrics
-    results = {"train_sources": spec["train"], "test_sources": spec["test"], "run": str(run_dir),
+    results = {"date": time.strftime("%Y-%m-%d"), "train_sources": spec["train"], "test_sources": spec["test"], "run": str(run_dir),
                "note": spec.get("note", ""), "train_options": TRAIN_SETTINGS + spec.get("extra", []),
                "threshold": metrics["threshold"], "combine": metrics["combine"], "max_crops": metrics["max_crops"],
                "val_in_source": _brief(metrics["val"]), "val_per_source": metrics.get("val_per_source"), "models": {}}
@@ -197,10 +198,20 @@ def markdown(doc: dict) -> str:
              f"Made by `python benchmarks/generalisation.py` on {doc['date']} ({doc['host']}). Each protocol trains on "
              "some sources of `../shared/data` and tests on the sources left out; no held-out image is used for "
              "training, threshold or checkpoint choice. Accuracy is at the model's threshold (chosen on the training "
-             "sources' val split); a source's ROC-AUC is against the held-out images of the other class.", ""]
+             "sources' val split); a source's ROC-AUC is against the held-out images of the other class.", "",
+             "## Summary: all held-out images of each protocol", "",
+             "| protocol | trained on | tested on | keras AUC | fp32 AUC | int8 AUC | fp32 acc | int8 acc | int8 - fp32 |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for name, res in doc["protocols"].items():
+        m = {k: res["models"][k]["all held-out"] for k in ("keras", "fp32", "int8")}
+        lines.append(f"| {name} | {' + '.join(res['train_sources'])} | {' + '.join(res['test_sources'])} | "
+                     f"{m['keras']['roc_auc']:.3f} | {m['fp32']['roc_auc']:.3f} | {m['int8']['roc_auc']:.3f} | "
+                     f"{m['fp32']['accuracy']:.3f} | {m['int8']['accuracy']:.3f} | "
+                     f"{100 * (m['int8']['accuracy'] - m['fp32']['accuracy']):+.1f} pt |")
+    lines.append("")
     for name, res in doc["protocols"].items():
         lines += [f"## Protocol {name}: train on {' + '.join(res['train_sources'])}, test on {' + '.join(res['test_sources'])}",
-                  "", (res.get("note") + ". " if res.get("note") else "") + f"Run `{res['run']}`; threshold {res['threshold']:.3f}; per image: {res['combine']} of up to "
+                  "", (res.get("note") + ". " if res.get("note") else "") + f"Measured {res.get('date', doc['date'])}. Run `{res['run']}`; threshold {res['threshold']:.3f}; per image: {res['combine']} of up to "
                   f"{res['max_crops']} crops. In-source val (carved from the training sources): accuracy "
                   f"{res['val_in_source']['accuracy']:.3f}, ROC-AUC {res['val_in_source']['roc_auc']:.3f}.", "",
                   "| model | held-out source | class | n | accuracy | ROC-AUC vs other class | median p_fake |",
@@ -226,12 +237,14 @@ def main() -> None:
                         help="extracted held-out sources")
     parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "generalisation.json")
     parser.add_argument("--md", type=Path, default=REPO / "benchmarks" / "generalisation.md")
+    parser.add_argument("--reconvert", action="store_true",
+                        help="convert the runs to .tflite again even where the files exist (after a converter change)")
     args = parser.parse_args()
     if not DATA.is_dir():
         sys.exit(f"{DATA}: the shared data is not there; this benchmark needs its native-resolution sets")
     doc = json.loads(args.json.read_text()) if args.json.is_file() else {"protocols": {}}
     for name in args.protocol or sorted(PROTOCOLS):
-        doc["protocols"][name] = protocol(name, PROTOCOLS[name], args.runs, args.work)
+        doc["protocols"][name] = protocol(name, PROTOCOLS[name], args.runs, args.work, args.reconvert)
     doc.update(date=time.strftime("%Y-%m-%d"), host=f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                f"Python {platform.python_version()}")
     args.json.parent.mkdir(parents=True, exist_ok=True)
