@@ -56,9 +56,10 @@ def test_combine_rules():
     np.testing.assert_allclose(combine_all(np.array([0.2, 0.4, 0.6, 0.8]), owner, 2, "mean"), [0.6, 0.4])
 
 
-def test_mask_blanks_whole_grid_squares_and_jitter_keeps_the_upsampling_trace():
+def test_mask_shuffle_and_jitter_keep_the_upsampling_trace():
     pytest.importorskip("PIL")
-    from training.native_data import MASK_PATCH, MASK_RATIO, Augment, augment_crop, colour_jitter, random_mask
+    from training.native_data import (MASK_PATCH, MASK_RATIO, Augment, augment_crop, colour_jitter, random_mask,
+                                      shuffle_squares)
 
     rng = np.random.default_rng(0)
     x = rng.integers(1, 256, (96, 96, 3), dtype=np.uint8)  # no zero pixel before masking
@@ -81,6 +82,16 @@ def test_mask_blanks_whole_grid_squares_and_jitter_keeps_the_upsampling_trace():
     assert np.array_equal(colour_jitter(up, 0.0, rng), up)
     assert "mask p=0.5" in " ".join(Augment(mask=0.5, jitter=0.5).describe())
     assert augment_crop(x, Augment(jpeg=0.0, flip=False, rot90=False, gamma=0.0, mask=1.0), rng).shape == x.shape
+
+    # Shuffling permutes whole squares: the NPR residual's squares are the same set, the picture is not.
+    def squares_of_residual(a):
+        a = a.astype(np.int32)
+        r = a - a[::2, ::2].repeat(2, axis=0).repeat(2, axis=1)
+        return sorted(r[i:i + MASK_PATCH, k:k + MASK_PATCH].tobytes() for i in range(0, 96, MASK_PATCH)
+                      for k in range(0, 96, MASK_PATCH))
+
+    s = shuffle_squares(x, rng)
+    assert not np.array_equal(s, x) and squares_of_residual(s) == squares_of_residual(x)
 
 
 def _write_native_folder(root, n_per_class=24, seed=0):

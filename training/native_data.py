@@ -176,6 +176,9 @@ class Augment:
         mask: probability of blanking random MASK_PATCH-px squares covering U[0, 0.75] of the crop (SAFE's
             RandomMask): the detector cannot lean on one region's content. Squares sit on the 2x2 grid, so their
             edges add no nearest-neighbour upsampling trace of their own.
+        shuffle: probability of permuting the crop's MASK_PATCH-px squares: a trace of upsampling lives inside
+            a square and survives (the squares sit on the 2x2 grid, so the NPR residual is permuted exactly), while
+            the content larger than a square, what a small training set lets a model lean on, is scrambled.
     """
 
     jpeg: float = 0.5
@@ -185,6 +188,7 @@ class Augment:
     gamma: float = 0.25
     jitter: float = 0.0
     mask: float = 0.0
+    shuffle: float = 0.0
 
     def describe(self) -> list[str]:
         out = []
@@ -200,6 +204,8 @@ class Augment:
             out.append(f"brightness, contrast and saturation x U[{1 - self.jitter:g},{1 + self.jitter:g}]")
         if self.mask:
             out.append(f"mask p={self.mask:g}: {MASK_PATCH}-px squares over U[0,{MASK_RATIO:g}] of the crop")
+        if self.shuffle:
+            out.append(f"shuffle p={self.shuffle:g}: the crop's {MASK_PATCH}-px squares permuted")
         return out
 
 
@@ -234,9 +240,22 @@ def augment_crop(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.nd
     if aug.rot90:
         x = np.rot90(x, int(rng.integers(0, 4)))
     x = np.ascontiguousarray(x)
+    if aug.shuffle and rng.random() < aug.shuffle:
+        x = shuffle_squares(x, rng)
     if aug.mask and rng.random() < aug.mask:
         x = random_mask(x, rng)
     return x
+
+
+def shuffle_squares(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``x`` with its whole MASK_PATCH-px squares in a random order (a margin that is not a whole square stays)."""
+    rows, cols = x.shape[0] // MASK_PATCH, x.shape[1] // MASK_PATCH
+    h, w = rows * MASK_PATCH, cols * MASK_PATCH
+    squares = x[:h, :w].reshape(rows, MASK_PATCH, cols, MASK_PATCH, -1).transpose(0, 2, 1, 3, 4).reshape(rows * cols, MASK_PATCH, MASK_PATCH, -1)
+    squares = squares[rng.permutation(rows * cols)]
+    out = x.copy()
+    out[:h, :w] = squares.reshape(rows, cols, MASK_PATCH, MASK_PATCH, -1).transpose(0, 2, 1, 3, 4).reshape(h, w, -1)
+    return out
 
 
 def colour_jitter(x: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:

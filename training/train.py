@@ -50,6 +50,7 @@ class TrainConfig:
     synth_fakes: float = 0.0  # crops: share of FAKE samples made from REAL crops by 2x upsampling (AutoGAN-like)
     jitter: float = 0.0  # crops: colour jitter strength (brightness, contrast, saturation), both classes alike
     mask_prob: float = 0.0  # crops: share of training crops with random 16-px squares blanked (SAFE's RandomMask)
+    shuffle_prob: float = 0.0  # crops: share of training crops whose 16-px squares are permuted (content scrambled)
 
 
 def default_run_dir(arch: str) -> Path:

@@ -24,6 +24,7 @@ def train(
     jpeg_prob: float = typer.Option(0.5, "--jpeg-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops re-encoded as JPEG at a random quality 60-100 (both classes alike)."),
     jitter: float = typer.Option(0.0, "--jitter", min=0.0, max=0.9, help="With --preprocess crops: colour jitter, the largest relative change of brightness, contrast and saturation (both classes alike; SAFE uses 0.5)."),
     mask_prob: float = typer.Option(0.0, "--mask-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops with random 16-px squares (up to 75% of the crop) blanked (SAFE's RandomMask)."),
+    shuffle_prob: float = typer.Option(0.0, "--shuffle-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops whose 16-px squares are permuted: pixel traces stay, content is scrambled."),
     epochs: int = typer.Option(30, "--epochs", min=1, help="Maximum epochs (early stopping may end sooner); also sets the cosine schedule's length."),
     batch_size: int = typer.Option(128, "--batch-size", min=1),
     lr: float = typer.Option(2e-3, "--lr", min=0.0, help="Peak learning rate of the cosine schedule (AdamW)."),
@@ -65,6 +66,7 @@ def train(
         patience=patience, limit=limit, teacher=str(teacher) if teacher else None,
         init_seed=init_seed, preprocess=preprocess, front=front, steps_per_epoch=steps_per_epoch,
         max_crops=max_crops, jpeg_prob=jpeg_prob, synth_fakes=synth_fakes, jitter=jitter, mask_prob=mask_prob,
+        shuffle_prob=shuffle_prob,
     )
     run_training(cfg)
 
