@@ -202,7 +202,8 @@ def markdown(doc: dict) -> str:
              f"Made by `python benchmarks/generalisation.py` on {doc['date']} ({doc['host']}). Each protocol trains on "
              "some sources of `../shared/data` and tests on the sources left out; no held-out image is used for "
              "training, threshold or checkpoint choice. Accuracy is at the model's threshold (chosen on the training "
-             "sources' val split); a source's ROC-AUC is against the held-out images of the other class.", "",
+             "sources' val split); a source's ROC-AUC is against the held-out images of the other class. The int8 files "
+             "are what `edgedetect convert --quant int8` makes (full-integer trunk, the NPR front end kept in float).", "",
              "## Summary: all held-out images of each protocol", "",
              "| protocol | trained on | tested on | keras AUC | fp32 AUC | int8 AUC | fp32 acc | int8 acc | int8 - fp32 |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
