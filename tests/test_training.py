@@ -361,3 +361,12 @@ def test_init_seed_changes_the_weights_but_not_the_val_carve(cli_run, folder, tm
         json.loads((reference / "metrics.json").read_text())["val"]["n"]
     out = make_ensemble([str(reference), str(runs[0])], str(tmp_path / "ensemble"))
     assert (out / "best.keras").is_file()
+
+
+def test_train_cli_refuses_crop_options_on_a_resize_run_before_loading_tensorflow(cli, folder, tmp_path):
+    done = cli.run("train", "--arch", "cnn", "--data", folder, "--jitter", "0.3", "--max-crops", "4",
+                   "--out", tmp_path / "run", block=("tensorflow", "keras"))
+    assert done.returncode == 1
+    assert done.stderr == ("error: --max-crops, --jitter only apply to --preprocess crops (this run resizes whole "
+                           "images); drop them or add --preprocess crops\n")
+    assert not (tmp_path / "run").exists()

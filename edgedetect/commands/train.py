@@ -9,6 +9,8 @@ import typer
 
 from edgedetect.commands import output
 
+# Options that only mean something for native-resolution crops; given with --preprocess resize they are refused.
+CROPS_ONLY = ("steps_per_epoch", "max_crops", "synth_fakes", "jpeg_prob", "jitter", "mask_prob", "shuffle_prob")
 
 
 def train(
@@ -43,9 +45,10 @@ def train(
 ) -> None:
     """Train a detector; writes best.keras, history, metrics and curves to a run folder."""
     from edgedetect.errors import EdgeDetectError
-    from training.train import TrainConfig, resume as resume_run, train as run_training
 
     if resume is not None:
+        from training.train import resume as resume_run
+
         given = [f"--{name.replace('_', '-')}" for name in ctx.params
                  if name != "resume" and ctx.get_parameter_source(name).name != "DEFAULT"]
         if given:
@@ -55,9 +58,15 @@ def train(
         return
     if arch is None or not data:
         raise EdgeDetectError("--arch and --data are required to start a run (or --resume RUN_DIR to continue one)")
+    crops_only = [f"--{name.replace('_', '-')}" for name in CROPS_ONLY if ctx.get_parameter_source(name).name != "DEFAULT"]
+    if preprocess != "crops" and crops_only:
+        raise EdgeDetectError(f"{', '.join(crops_only)} only apply to --preprocess crops (this run resizes whole "
+                              "images); drop them or add --preprocess crops")
     if len(data) > 1 and preprocess != "crops":
         raise EdgeDetectError(f"--data given {len(data)} times; several sources need --preprocess crops "
                               "(or merge them into one folder)")
+
+    from training.train import TrainConfig, train as run_training  # TensorFlow: only once the options make sense
 
     cfg = TrainConfig(
         arch=arch, data=str(data[0]) if preprocess != "crops" else [str(d) for d in data], img_size=img_size, epochs=epochs, batch_size=batch_size, lr=lr,
