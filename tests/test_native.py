@@ -58,7 +58,7 @@ def test_combine_rules():
 
 def test_mask_shuffle_and_jitter_keep_the_upsampling_trace():
     pytest.importorskip("PIL")
-    from training.native_data import (MASK_PATCH, MASK_RATIO, Augment, augment_crop, colour_jitter, random_mask,
+    from training.native_data import (SQUARE, MASK_RATIO, Augment, augment_crop, colour_jitter, random_mask,
                                       shuffle_squares)
 
     rng = np.random.default_rng(0)
@@ -67,7 +67,7 @@ def test_mask_shuffle_and_jitter_keep_the_upsampling_trace():
     for _ in range(50):
         m = random_mask(x, rng)
         blank = (m == 0).all(axis=2)
-        cells = blank.reshape(96 // MASK_PATCH, MASK_PATCH, 96 // MASK_PATCH, MASK_PATCH).transpose(0, 2, 1, 3)
+        cells = blank.reshape(96 // SQUARE, SQUARE, 96 // SQUARE, SQUARE).transpose(0, 2, 1, 3)
         per_cell = cells.reshape(*cells.shape[:2], -1).mean(axis=2)
         assert set(np.unique(per_cell)) <= {0.0, 1.0}  # whole squares of the grid, nothing in between
         assert np.array_equal(m[~blank], x[~blank])
@@ -87,8 +87,8 @@ def test_mask_shuffle_and_jitter_keep_the_upsampling_trace():
     def squares_of_residual(a):
         a = a.astype(np.int32)
         r = a - a[::2, ::2].repeat(2, axis=0).repeat(2, axis=1)
-        return sorted(r[i:i + MASK_PATCH, k:k + MASK_PATCH].tobytes() for i in range(0, 96, MASK_PATCH)
-                      for k in range(0, 96, MASK_PATCH))
+        return sorted(r[i:i + SQUARE, k:k + SQUARE].tobytes() for i in range(0, 96, SQUARE)
+                      for k in range(0, 96, SQUARE))
 
     s = shuffle_squares(x, rng)
     assert not np.array_equal(s, x) and squares_of_residual(s) == squares_of_residual(x)

@@ -173,10 +173,10 @@ class Augment:
         gamma: maximal |log2 gamma| of a random tone curve (0 = off).
         jitter: colour jitter, the largest relative change of brightness, contrast and saturation (0 = off; SAFE,
             Li et al. 2025, use 0.5).
-        mask: probability of blanking random MASK_PATCH-px squares covering U[0, 0.75] of the crop (SAFE's
+        mask: probability of blanking random SQUARE-px squares covering U[0, 0.75] of the crop (SAFE's
             RandomMask): the detector cannot lean on one region's content. Squares sit on the 2x2 grid, so their
             edges add no nearest-neighbour upsampling trace of their own.
-        shuffle: probability of permuting the crop's MASK_PATCH-px squares: a trace of upsampling lives inside
+        shuffle: probability of permuting the crop's SQUARE-px squares: a trace of upsampling lives inside
             a square and survives (the squares sit on the 2x2 grid, so the NPR residual is permuted exactly), while
             the content larger than a square, what a small training set lets a model lean on, is scrambled.
     """
@@ -203,14 +203,14 @@ class Augment:
         if self.jitter:
             out.append(f"brightness, contrast and saturation x U[{1 - self.jitter:g},{1 + self.jitter:g}]")
         if self.mask:
-            out.append(f"mask p={self.mask:g}: {MASK_PATCH}-px squares over U[0,{MASK_RATIO:g}] of the crop")
+            out.append(f"mask p={self.mask:g}: {SQUARE}-px squares over U[0,{MASK_RATIO:g}] of the crop")
         if self.shuffle:
-            out.append(f"shuffle p={self.shuffle:g}: the crop's {MASK_PATCH}-px squares permuted")
+            out.append(f"shuffle p={self.shuffle:g}: the crop's {SQUARE}-px squares permuted")
         return out
 
 
 NO_AUGMENT = Augment(jpeg=0.0, flip=False, rot90=False, gamma=0.0)
-MASK_PATCH = 16
+SQUARE = 16  # side of the squares that masking blanks and shuffling permutes (a multiple of the 2x2 NPR grid)
 MASK_RATIO = 0.75
 
 
@@ -248,13 +248,13 @@ def augment_crop(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.nd
 
 
 def shuffle_squares(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``x`` with its whole MASK_PATCH-px squares in a random order (a margin that is not a whole square stays)."""
-    rows, cols = x.shape[0] // MASK_PATCH, x.shape[1] // MASK_PATCH
-    h, w = rows * MASK_PATCH, cols * MASK_PATCH
-    squares = x[:h, :w].reshape(rows, MASK_PATCH, cols, MASK_PATCH, -1).transpose(0, 2, 1, 3, 4).reshape(rows * cols, MASK_PATCH, MASK_PATCH, -1)
-    squares = squares[rng.permutation(rows * cols)]
+    """``x`` with its whole SQUARE-px squares in a random order (a margin that is not a whole square stays)."""
+    rows, cols = x.shape[0] // SQUARE, x.shape[1] // SQUARE
+    h, w = rows * SQUARE, cols * SQUARE
+    grid = x[:h, :w].reshape(rows, SQUARE, cols, SQUARE, -1).transpose(0, 2, 1, 3, 4)  # (rows, cols, sq, sq, ch)
+    squares = grid.reshape(rows * cols, SQUARE, SQUARE, -1)[rng.permutation(rows * cols)]
     out = x.copy()
-    out[:h, :w] = squares.reshape(rows, cols, MASK_PATCH, MASK_PATCH, -1).transpose(0, 2, 1, 3, 4).reshape(h, w, -1)
+    out[:h, :w] = squares.reshape(rows, cols, SQUARE, SQUARE, -1).transpose(0, 2, 1, 3, 4).reshape(h, w, -1)
     return out
 
 
@@ -275,15 +275,15 @@ def colour_jitter(x: np.ndarray, strength: float, rng: np.random.Generator) -> n
 
 
 def random_mask(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """``x`` with distinct MASK_PATCH-px squares of the grid set to 0, covering U[0, MASK_RATIO] of it."""
-    rows, cols = x.shape[0] // MASK_PATCH, x.shape[1] // MASK_PATCH
+    """``x`` with distinct SQUARE-px squares of the grid set to 0, covering U[0, MASK_RATIO] of it."""
+    rows, cols = x.shape[0] // SQUARE, x.shape[1] // SQUARE
     n = int(rows * cols * rng.uniform(0, MASK_RATIO))
     if n == 0:
         return x
     x = x.copy()
     for cell in rng.choice(rows * cols, size=n, replace=False):
         r, c = divmod(int(cell), cols)
-        x[r * MASK_PATCH : (r + 1) * MASK_PATCH, c * MASK_PATCH : (c + 1) * MASK_PATCH] = 0
+        x[r * SQUARE : (r + 1) * SQUARE, c * SQUARE : (c + 1) * SQUARE] = 0
     return x
 
 

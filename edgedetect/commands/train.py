@@ -58,7 +58,8 @@ def train(
         return
     if arch is None or not data:
         raise EdgeDetectError("--arch and --data are required to start a run (or --resume RUN_DIR to continue one)")
-    crops_only = [f"--{name.replace('_', '-')}" for name in CROPS_ONLY if ctx.get_parameter_source(name).name != "DEFAULT"]
+    crops_only = [f"--{name.replace('_', '-')}" for name in CROPS_ONLY
+                  if ctx.get_parameter_source(name).name != "DEFAULT"]
     if preprocess != "crops" and crops_only:
         raise EdgeDetectError(f"{', '.join(crops_only)} only apply to --preprocess crops (this run resizes whole "
                               "images); drop them or add --preprocess crops")
