@@ -55,3 +55,18 @@ def test_default_model_meets_its_accuracy_target_on_the_cifake_test_half(cli):
         assert scores[precision]["n"] == 9816
     assert scores["int8"]["accuracy"] >= 0.975
     assert abs(scores["int8"]["accuracy"] - scores["fp32"]["accuracy"]) <= 0.003
+
+
+def test_every_shipped_model_has_a_card_and_an_fp32_reference():
+    from edgedetect.precision import split_stem
+
+    cards = (REPO / "models" / "README.md").read_text(encoding="utf-8")
+    shipped = sorted((REPO / "models").glob("*.tflite"))
+    assert shipped
+    for model in shipped:
+        assert model.with_suffix(".json").is_file(), f"{model.name} has no metadata beside it"
+        family, precision = split_stem(model.stem)
+        assert f"`{model.name}`" in cards or f"## `{family}_*`" in cards, f"{model.name} has no card in models/README.md"
+        assert precision is not None, f"{model.name}: the stem names no precision"
+        if precision.name != "fp32":  # bench's drift columns compare each file with its fp32 sibling
+            assert (model.parent / f"{family}_fp32.tflite").is_file(), model.name
