@@ -13,6 +13,11 @@ from edgedetect.commands import output
 CROPS_ONLY = ("steps_per_epoch", "max_crops", "synth_fakes", "jpeg_prob", "jitter", "mask_prob", "shuffle_prob")
 
 
+def _given(ctx: typer.Context, names) -> list[str]:
+    """The options among ``names`` (parameter names) that the user set, as written on the command line."""
+    return [f"--{name.replace('_', '-')}" for name in names if ctx.get_parameter_source(name).name != "DEFAULT"]
+
+
 def train(
     ctx: typer.Context,
     arch: Optional[str] = typer.Option(None, "--arch", help="Architecture: a name in the registry (training.model_spec.REGISTRY; an unknown name lists them all). photo_cnn is built for --preprocess crops."),
@@ -49,8 +54,7 @@ def train(
     if resume is not None:
         from training.train import resume as resume_run
 
-        given = [f"--{name.replace('_', '-')}" for name in ctx.params
-                 if name != "resume" and ctx.get_parameter_source(name).name != "DEFAULT"]
+        given = _given(ctx, [name for name in ctx.params if name != "resume"])
         if given:
             raise EdgeDetectError(f"--resume continues {resume} with the settings in its config.json; "
                                   f"drop {', '.join(given)} (or start a new run without --resume)")
@@ -58,8 +62,7 @@ def train(
         return
     if arch is None or not data:
         raise EdgeDetectError("--arch and --data are required to start a run (or --resume RUN_DIR to continue one)")
-    crops_only = [f"--{name.replace('_', '-')}" for name in CROPS_ONLY
-                  if ctx.get_parameter_source(name).name != "DEFAULT"]
+    crops_only = _given(ctx, CROPS_ONLY)
     if preprocess != "crops" and crops_only:
         raise EdgeDetectError(f"{', '.join(crops_only)} only apply to --preprocess crops (this run resizes whole "
                               "images); drop them or add --preprocess crops")
