@@ -40,21 +40,20 @@ DATA = REPO.parent / "shared" / "data"
 GRIDS = {"sd15": (2, 2)}
 TRAIN_SETTINGS = ["--arch", "photo_cnn", "--preprocess", "crops", "--front", "npr", "--img-size", "96",
                   "--epochs", "20", "--steps-per-epoch", "75", "--batch-size", "32", "--patience", "20"]
+A = {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"]}
+B = {"train": ["sdfd", "dreambooth"], "test": ["faces", "sd15", "imagenet"]}
+SAFE = ["--jitter", "0.5", "--mask-prob", "0.5"]
+SAFE_NOTE = "plus SAFE's colour jitter (0.5) and random masking (p 0.5)"
+SHUFFLE = ["--shuffle-prob", "0.5"]
+SHUFFLE_NOTE = "with half the training crops' 16-px squares permuted"
 PROTOCOLS = {
-    "A": {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"]},
-    "A-synth": {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"],
-                "extra": ["--synth-fakes", "0.25"], "note": "A plus synthetic FAKE crops (25% of FAKE samples)"},
-    "A-safe": {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"],
-               "extra": ["--jitter", "0.5", "--mask-prob", "0.5"],
-               "note": "A plus SAFE's colour jitter (0.5) and random masking (p 0.5)"},
-    "A-shuffle": {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"],
-                  "extra": ["--shuffle-prob", "0.5"], "note": "A with half the training crops' 16-px squares permuted"},
-    "B": {"train": ["sdfd", "dreambooth"], "test": ["faces", "sd15", "imagenet"]},
-    "B-shuffle": {"train": ["sdfd", "dreambooth"], "test": ["faces", "sd15", "imagenet"],
-                  "extra": ["--shuffle-prob", "0.5"], "note": "B with half the training crops' 16-px squares permuted"},
-    "B-safe": {"train": ["sdfd", "dreambooth"], "test": ["faces", "sd15", "imagenet"],
-               "extra": ["--jitter", "0.5", "--mask-prob", "0.5"],
-               "note": "B plus SAFE's colour jitter (0.5) and random masking (p 0.5)"},
+    "A": A,
+    "A-synth": {**A, "extra": ["--synth-fakes", "0.25"], "note": "A plus synthetic FAKE crops (25% of FAKE samples)"},
+    "A-safe": {**A, "extra": SAFE, "note": f"A {SAFE_NOTE}"},
+    "A-shuffle": {**A, "extra": SHUFFLE, "note": f"A {SHUFFLE_NOTE}"},
+    "B": B,
+    "B-shuffle": {**B, "extra": SHUFFLE, "note": f"B {SHUFFLE_NOTE}"},
+    "B-safe": {**B, "extra": SAFE, "note": f"B {SAFE_NOTE}"},
 }
 
 
