@@ -261,15 +261,16 @@ def shuffle_squares(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def colour_jitter(x: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
     """Brightness, contrast and saturation each scaled by U[1 - strength, 1 + strength], in a random order."""
     y = x.astype(np.float32)
+    luma = np.float32([0.299, 0.587, 0.114])  # ITU-R BT.601, as PIL's convert("L")
     for op in rng.permutation(3):
         f = rng.uniform(1 - strength, 1 + strength)
         if op == 0:
             y = y * f
         elif op == 1:
-            mean = float((y @ np.float32([0.299, 0.587, 0.114])).mean())
+            mean = float((y @ luma).mean())
             y = mean + f * (y - mean)
         else:
-            grey = (y @ np.float32([0.299, 0.587, 0.114]))[..., None]
+            grey = (y @ luma)[..., None]
             y = grey + f * (y - grey)
     return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
