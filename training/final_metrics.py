@@ -41,13 +41,13 @@ def native_final_metrics(model, val, img_size: int, max_crops: int) -> dict:
 
     x, owner, y = fixed_crops(val, img_size, max_crops)
     p_crops = predict_keras(model, x)
-    rules = {}
+    rules, p_of = {}, {}
     for rule in COMBINE_RULES:
-        p = combine_all(p_crops, owner, len(y), rule)
-        t = _margin_threshold(y, p)
-        rules[rule] = {"threshold": t, "val": binary_metrics(y, p, t)}
+        p_of[rule] = combine_all(p_crops, owner, len(y), rule)
+        t = _margin_threshold(y, p_of[rule])
+        rules[rule] = {"threshold": t, "val": binary_metrics(y, p_of[rule], t)}
     rule = max(rules, key=lambda r: rules[r]["val"]["roc_auc"])
-    p = combine_all(p_crops, owner, len(y), rule)
+    p = p_of[rule]
     threshold = rules[rule]["threshold"]
     src = np.asarray(val.source)
     per_source = {}
