@@ -48,7 +48,6 @@ class ArraySequence(keras.utils.PyDataset):
         return x.astype("float32"), self.y[idx]
 
 
-
 def augment(x: np.ndarray, rng: np.random.Generator, shift: int) -> np.ndarray:
     """Random horizontal flips and whole-pixel shifts (reflect-padded) of a uint8 NHWC batch."""
     n, h, w, _ = x.shape
@@ -71,8 +70,9 @@ class CropSequence(keras.utils.PyDataset):
         self.data, self.crop, self.batch_size, self.steps, self.seed, self.aug = data, crop, batch_size, steps, seed, aug
         self.weights = sampling_weights(data)
         self.synth_fakes = synth_fakes
-        y = np.asarray(data.y)
-        self.real_weights = np.where(y == 0, self.weights, 0.0) / max(1e-12, self.weights[y == 0].sum())
+        self.y = np.asarray(data.y, "float32")
+        real = self.y == 0
+        self.real_weights = np.where(real, self.weights, 0.0) / max(1e-12, self.weights[real].sum())
         self.set_epoch(0)
 
     def set_epoch(self, epoch):
@@ -84,7 +84,7 @@ class CropSequence(keras.utils.PyDataset):
     def __getitem__(self, i):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         idx = rng.choice(len(self.data), self.batch_size, p=self.weights)
-        y = np.asarray(self.data.y, "float32")[idx]
+        y = self.y[idx]
         crops = []
         for j, label in zip(idx, y):
             if label == 1 and self.synth_fakes and rng.random() < self.synth_fakes:  # a FAKE made from a REAL image
