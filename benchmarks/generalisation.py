@@ -46,14 +46,18 @@ SAFE = ["--jitter", "0.5", "--mask-prob", "0.5"]
 SAFE_NOTE = "plus SAFE's colour jitter (0.5) and random masking (p 0.5)"
 SHUFFLE = ["--shuffle-prob", "0.5"]
 SHUFFLE_NOTE = "with half the training crops' 16-px squares permuted"
+WEBP = ["--jpeg-prob", "0.4", "--webp-prob", "0.4"]
+WEBP_NOTE = "with the training crops re-encoded as WebP (p 0.4) as well as JPEG (p 0.4), both classes alike"
 PROTOCOLS = {
     "A": A,
     "A-synth": {**A, "extra": ["--synth-fakes", "0.25"], "note": "A plus synthetic FAKE crops (25% of FAKE samples)"},
     "A-safe": {**A, "extra": SAFE, "note": f"A {SAFE_NOTE}"},
     "A-shuffle": {**A, "extra": SHUFFLE, "note": f"A {SHUFFLE_NOTE}"},
+    "A-webp": {**A, "extra": WEBP, "note": f"A {WEBP_NOTE}"},
     "B": B,
     "B-shuffle": {**B, "extra": SHUFFLE, "note": f"B {SHUFFLE_NOTE}"},
     "B-safe": {**B, "extra": SAFE, "note": f"B {SAFE_NOTE}"},
+    "B-webp": {**B, "extra": WEBP, "note": f"B {WEBP_NOTE}"},
 }
 
 

@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from edgedetect.files import atomic_write_text  # noqa: E402
 from edgedetect.metrics import binary_metrics, roc_auc  # noqa: E402
 from edgedetect.runtime import Classifier  # noqa: E402
-from training.native_data import carve_val, load_sources  # noqa: E402
+from training.native_data import run_val  # noqa: E402
 from training.run import Run  # noqa: E402
 
 
@@ -45,9 +45,7 @@ def main() -> None:
     parser.add_argument("models", nargs="+", type=Path, help=".tflite files of that run; the first is the reference")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     args = parser.parse_args()
-    settings = Run.open(args.run).settings
-    data, _ = load_sources(settings["data"], progress=False)
-    _, val = carve_val(data, settings["val_fraction"], settings["seed"])
+    val = run_val(Run.open(args.run).settings)
     y, sources = np.asarray(val.y), np.asarray(val.source)
     counts = val.counts()
     names_of_sources = sorted(counts)

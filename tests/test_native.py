@@ -94,6 +94,29 @@ def test_mask_shuffle_and_jitter_keep_the_upsampling_trace():
     assert not np.array_equal(s, x) and squares_of_residual(s) == squares_of_residual(x)
 
 
+def test_codec_augmentation_gives_jpeg_or_webp_pixels():
+    """One draw picks the codec: jpeg=1 always gives JPEG's pixels, webp=1 always WebP's, and they differ."""
+    import io
+
+    from PIL import Image
+    from training.native_data import Augment, augment_crop
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (96, 96, 3), dtype=np.uint8)
+
+    def decoded(fmt, quality):
+        buf = io.BytesIO()
+        Image.fromarray(x).save(buf, fmt, quality=quality)
+        return np.asarray(Image.open(buf).convert("RGB"))
+
+    plain = dict(flip=False, rot90=False, gamma=0.0, codec_quality=(80, 80))
+    as_webp = augment_crop(x, Augment(jpeg=0.0, webp=1.0, **plain), rng)
+    as_jpeg = augment_crop(x, Augment(jpeg=1.0, webp=0.0, **plain), rng)
+    assert np.array_equal(as_webp, decoded("WEBP", 80)) and np.array_equal(as_jpeg, decoded("JPEG", 80))
+    assert not np.array_equal(as_webp, as_jpeg)
+    assert "WebP re-encode p=0.4" in " ".join(Augment(jpeg=0.4, webp=0.4).describe())
+
+
 def _write_native_folder(root, n_per_class=24, seed=0):
     rng = np.random.default_rng(seed)
     for i in range(2 * n_per_class):

@@ -363,6 +363,14 @@ def test_init_seed_changes_the_weights_but_not_the_val_carve(cli_run, folder, tm
     assert (out / "best.keras").is_file()
 
 
+def test_train_cli_refuses_codec_shares_over_one_before_loading_tensorflow(cli, folder, tmp_path):
+    done = cli.run("train", "--arch", "photo_cnn", "--preprocess", "crops", "--data", folder, "--jpeg-prob", "0.6",
+                   "--webp-prob", "0.5", "--out", tmp_path / "run", block=("tensorflow", "keras"))
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: --jpeg-prob 0.6 + --webp-prob 0.5 exceed 1")
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_cli_refuses_crop_options_on_a_resize_run_before_loading_tensorflow(cli, folder, tmp_path):
     done = cli.run("train", "--arch", "cnn", "--data", folder, "--jitter", "0.3", "--max-crops", "4",
                    "--out", tmp_path / "run", block=("tensorflow", "keras"))

@@ -163,12 +163,20 @@ def carve_val(data: NativeSet, fraction: float, seed: int) -> tuple[NativeSet, N
     return data.subset(sorted(train_idx)), data.subset(sorted(val_idx))
 
 
+def run_val(settings: dict) -> NativeSet:
+    """A crops run's val split, carved again exactly as training carved it (its sources, ``val_fraction``, ``seed``)."""
+    data, _ = load_sources(settings["data"], progress=False)
+    return carve_val(data, settings["val_fraction"], settings["seed"])[1]
+
+
 @dataclass(frozen=True)
 class Augment:
     """What is done to every training crop, whatever its class (written to the run's config).
 
     Attributes:
-        jpeg: probability of re-encoding the crop as JPEG, at a quality drawn from ``jpeg_quality``.
+        jpeg: probability of re-encoding the crop as JPEG, at a quality drawn from ``codec_quality``.
+        webp: probability of re-encoding it as lossy WebP instead (one draw picks JPEG, WebP or neither), so a
+            codec that one class's sources happen to use (the shared sd15 grids are all WebP) is in both classes.
         flip: horizontal flips; rot90: rotations by multiples of 90 degrees (neither resamples a pixel).
         gamma: maximal |log2 gamma| of a random tone curve (0 = off).
         jitter: colour jitter, the largest relative change of brightness, contrast and saturation (0 = off; SAFE,
@@ -182,7 +190,8 @@ class Augment:
     """
 
     jpeg: float = 0.5
-    jpeg_quality: tuple = (60, 100)
+    webp: float = 0.0
+    codec_quality: tuple = (60, 100)
     flip: bool = True
     rot90: bool = True
     gamma: float = 0.25
@@ -192,8 +201,11 @@ class Augment:
 
     def describe(self) -> list[str]:
         out = []
+        low, high = self.codec_quality
         if self.jpeg:
-            out.append(f"JPEG re-encode p={self.jpeg:g} q~U[{self.jpeg_quality[0]},{self.jpeg_quality[1]}]")
+            out.append(f"JPEG re-encode p={self.jpeg:g} q~U[{low},{high}]")
+        if self.webp:
+            out.append(f"WebP re-encode p={self.webp:g} q~U[{low},{high}]")
         if self.flip:
             out.append("horizontal flip p=0.5")
         if self.rot90:
@@ -231,10 +243,13 @@ def augment_crop(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.nd
         x = lut[x]
     if aug.jitter:
         x = colour_jitter(x, aug.jitter, rng)
-    if aug.jpeg and rng.random() < aug.jpeg:
-        buf = io.BytesIO()
-        Image.fromarray(x).save(buf, "JPEG", quality=int(rng.integers(aug.jpeg_quality[0], aug.jpeg_quality[1] + 1)))
-        x = np.asarray(Image.open(buf).convert("RGB"))
+    if aug.jpeg or aug.webp:
+        u = rng.random()
+        codec = "JPEG" if u < aug.jpeg else "WEBP" if u < aug.jpeg + aug.webp else None
+        if codec:
+            buf = io.BytesIO()
+            Image.fromarray(x).save(buf, codec, quality=int(rng.integers(aug.codec_quality[0], aug.codec_quality[1] + 1)))
+            x = np.asarray(Image.open(buf).convert("RGB"))
     if aug.flip and rng.random() < 0.5:
         x = x[:, ::-1]
     if aug.rot90:

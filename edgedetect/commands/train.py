@@ -10,7 +10,7 @@ import typer
 from edgedetect.commands import output
 
 # Options that only mean something for native-resolution crops; given with --preprocess resize they are refused.
-CROPS_ONLY = ("steps_per_epoch", "max_crops", "synth_fakes", "jpeg_prob", "jitter", "mask_prob", "shuffle_prob")
+CROPS_ONLY = ("steps_per_epoch", "max_crops", "synth_fakes", "jpeg_prob", "webp_prob", "jitter", "mask_prob", "shuffle_prob")
 
 
 def _given(ctx: typer.Context, names) -> list[str]:
@@ -29,6 +29,7 @@ def train(
     max_crops: int = typer.Option(16, "--max-crops", min=1, help="With --preprocess crops: crops per image at evaluation and in the exported model."),
     synth_fakes: float = typer.Option(0.0, "--synth-fakes", min=0.0, max=1.0, help="With --preprocess crops: share of FAKE samples replaced by REAL crops upsampled 2x and lightly smoothed (generator-like upsampling traces without a generator's content)."),
     jpeg_prob: float = typer.Option(0.5, "--jpeg-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops re-encoded as JPEG at a random quality 60-100 (both classes alike)."),
+    webp_prob: float = typer.Option(0.0, "--webp-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops re-encoded as lossy WebP at a random quality 60-100 instead (both classes alike; --jpeg-prob + --webp-prob <= 1). A codec only one class uses (the shared sd15 FAKE grids are WebP) becomes a label otherwise."),
     jitter: float = typer.Option(0.0, "--jitter", min=0.0, max=0.9, help="With --preprocess crops: colour jitter, the largest relative change of brightness, contrast and saturation (both classes alike; SAFE uses 0.5)."),
     mask_prob: float = typer.Option(0.0, "--mask-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops with random 16-px squares (up to 75% of the crop) blanked (SAFE's RandomMask)."),
     shuffle_prob: float = typer.Option(0.0, "--shuffle-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops whose 16-px squares are permuted: pixel traces stay, content is scrambled."),
@@ -66,6 +67,9 @@ def train(
     if preprocess != "crops" and crops_only:
         raise EdgeDetectError(f"{', '.join(crops_only)} only apply to --preprocess crops (this run resizes whole "
                               "images); drop them or add --preprocess crops")
+    if jpeg_prob + webp_prob > 1:
+        raise EdgeDetectError(f"--jpeg-prob {jpeg_prob:g} + --webp-prob {webp_prob:g} exceed 1: each crop is re-encoded "
+                              "at most once, so the two shares must add up to 1 or less")
     if len(data) > 1 and preprocess != "crops":
         raise EdgeDetectError(f"--data given {len(data)} times; several sources need --preprocess crops "
                               "(or merge them into one folder)")
@@ -78,7 +82,7 @@ def train(
         out=str(out) if out else None, seed=seed, mixed_precision=mixed_precision, val_fraction=val_fraction,
         patience=patience, limit=limit, teacher=str(teacher) if teacher else None,
         init_seed=init_seed, preprocess=preprocess, front=front, steps_per_epoch=steps_per_epoch,
-        max_crops=max_crops, jpeg_prob=jpeg_prob, synth_fakes=synth_fakes, jitter=jitter, mask_prob=mask_prob,
+        max_crops=max_crops, jpeg_prob=jpeg_prob, webp_prob=webp_prob, synth_fakes=synth_fakes, jitter=jitter, mask_prob=mask_prob,
         shuffle_prob=shuffle_prob,
     )
     run_training(cfg)
