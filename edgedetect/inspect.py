@@ -222,8 +222,8 @@ def confounds(per_source) -> list[str]:
             reasons.append(f"size differs by class (median short side {r_side} vs {f_side} px)")
         if reasons:
             lines.append(f"{where}: {'; '.join(reasons)}: REAL: {_describe(real)} | FAKE: {_describe(fake)}; a model "
-                         "can learn this instead of the generator's traces (re-encode both classes alike, crop "
-                         "instead of resizing)")
+                         "can learn this instead of the generator's traces (re-encode both classes alike: `edgedetect "
+                         "train --preprocess crops` does with --jpeg-prob and --webp-prob; crop instead of resizing)")
     return lines
 
 
