@@ -40,17 +40,21 @@ DATA = REPO.parent / "shared" / "data"
 GRIDS = {"sd15": (2, 2)}
 TRAIN_SETTINGS = ["--arch", "photo_cnn", "--preprocess", "crops", "--front", "npr", "--img-size", "96",
                   "--epochs", "20", "--steps-per-epoch", "75", "--batch-size", "32", "--patience", "20"]
-A = {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"]}
-B = {"train": ["sdfd", "dreambooth"], "test": ["faces", "sd15", "imagenet"]}
-SAFE = ["--jitter", "0.5", "--mask-prob", "0.5"]
-SAFE_NOTE = "plus SAFE's colour jitter (0.5) and random masking (p 0.5)"
-SHUFFLE = ["--shuffle-prob", "0.5"]
-SHUFFLE_NOTE = "with half the training crops' 16-px squares permuted"
+# Each protocol states its codec augmentation rather than inheriting `edgedetect train`'s defaults, so a protocol
+# means the same run whatever the defaults become. JPEG_ONLY is the recipe before WebP re-encoding existed.
+JPEG_ONLY = ["--jpeg-prob", "0.5", "--webp-prob", "0"]
 WEBP = ["--jpeg-prob", "0.4", "--webp-prob", "0.4"]
 WEBP_NOTE = "with the training crops re-encoded as WebP (p 0.4) as well as JPEG (p 0.4), both classes alike"
+A = {"train": ["faces", "sd15", "imagenet"], "test": ["sdfd", "dreambooth"], "extra": JPEG_ONLY}
+B = {"train": ["sdfd", "dreambooth"], "test": ["faces", "sd15", "imagenet"], "extra": JPEG_ONLY}
+SAFE = [*JPEG_ONLY, "--jitter", "0.5", "--mask-prob", "0.5"]
+SAFE_NOTE = "plus SAFE's colour jitter (0.5) and random masking (p 0.5)"
+SHUFFLE = [*JPEG_ONLY, "--shuffle-prob", "0.5"]
+SHUFFLE_NOTE = "with half the training crops' 16-px squares permuted"
 PROTOCOLS = {
     "A": A,
-    "A-synth": {**A, "extra": ["--synth-fakes", "0.25"], "note": "A plus synthetic FAKE crops (25% of FAKE samples)"},
+    "A-synth": {**A, "extra": [*JPEG_ONLY, "--synth-fakes", "0.25"],
+                "note": "A plus synthetic FAKE crops (25% of FAKE samples)"},
     "A-safe": {**A, "extra": SAFE, "note": f"A {SAFE_NOTE}"},
     "A-shuffle": {**A, "extra": SHUFFLE, "note": f"A {SHUFFLE_NOTE}"},
     "A-webp": {**A, "extra": WEBP, "note": f"A {WEBP_NOTE}"},

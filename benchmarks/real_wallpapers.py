@@ -61,7 +61,8 @@ def fetch(package: str, cache: Path) -> Path:
     done = subprocess.run(["apt-get", "download", package], cwd=cache, capture_output=True, text=True)
     debs = sorted(cache.glob(f"{package}_*.deb"))
     if not debs:
-        raise EdgeDetectError(f"apt-get download {package} failed: {(done.stderr or done.stdout).strip().splitlines()[-1:]}")
+        said = (done.stderr or done.stdout).strip().splitlines()
+        raise EdgeDetectError(f"apt-get download {package} failed: {said[-1] if said else f'exit status {done.returncode}'}")
     partial = cache / f".{package}.partial"
     shutil.rmtree(partial, ignore_errors=True)
     subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(partial)], check=True)
