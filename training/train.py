@@ -47,7 +47,7 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # crops: batches per epoch [default: about one crop per image]
     max_crops: int = 16  # crops: crops per image at evaluation (and in the exported model's metadata)
     jpeg_prob: float = 0.5  # crops: share of training crops re-encoded as JPEG at a random quality
-    webp_prob: float = 0.0  # crops: share of training crops re-encoded as lossy WebP instead (jpeg + webp <= 1)
+    webp_prob: float = 0.4  # crops: share of training crops re-encoded as lossy WebP instead (jpeg + webp <= 1)
     synth_fakes: float = 0.0  # crops: share of FAKE samples made from REAL crops by 2x upsampling (AutoGAN-like)
     jitter: float = 0.0  # crops: colour jitter strength (brightness, contrast, saturation), both classes alike
     mask_prob: float = 0.0  # crops: share of training crops with random 16-px squares blanked (SAFE's RandomMask)
@@ -87,6 +87,7 @@ def resume(run_dir: str | os.PathLike, progress: bool = True) -> Path:
     run = Run.open(run_dir)
     settings = dict(run.settings)
     settings.pop("extra", None)  # an unused field of runs written before it was removed
+    settings.setdefault("webp_prob", 0.0)  # runs from before WebP re-encoding existed had none
     cfg = TrainConfig(**settings)
     state = run.read(STATE)
     state.setdefault("train_seconds", 0.0)  # runs from before it was counted per epoch
