@@ -114,7 +114,7 @@ def test_codec_augmentation_gives_jpeg_or_webp_pixels():
     as_jpeg = augment_crop(x, Augment(jpeg=1.0, webp=0.0, **plain), rng)
     assert np.array_equal(as_webp, decoded("WEBP", 80)) and np.array_equal(as_jpeg, decoded("JPEG", 80))
     assert not np.array_equal(as_webp, as_jpeg)
-    assert "WebP re-encode p=0.4" in " ".join(Augment(jpeg=0.4, webp=0.4).describe())
+    assert "WebP re-encode p=0.4 q~U[50,100]" in " ".join(Augment(jpeg=0.4, webp=0.4, codec_quality=(50, 100)).describe())
 
 
 def _write_native_folder(root, n_per_class=24, seed=0):

@@ -48,6 +48,7 @@ class TrainConfig:
     max_crops: int = 16  # crops: crops per image at evaluation (and in the exported model's metadata)
     jpeg_prob: float = 0.5  # crops: share of training crops re-encoded as JPEG at a random quality
     webp_prob: float = 0.4  # crops: share of training crops re-encoded as lossy WebP instead (jpeg + webp <= 1)
+    min_quality: int = 60  # crops: re-encoding qualities are drawn from U[min_quality, 100]
     synth_fakes: float = 0.0  # crops: share of FAKE samples made from REAL crops by 2x upsampling (AutoGAN-like)
     jitter: float = 0.0  # crops: colour jitter strength (brightness, contrast, saturation), both classes alike
     mask_prob: float = 0.0  # crops: share of training crops with random 16-px squares blanked (SAFE's RandomMask)

@@ -10,7 +10,7 @@ import typer
 from edgedetect.commands import output
 
 # Options that only mean something for native-resolution crops; given with --preprocess resize they are refused.
-CROPS_ONLY = ("steps_per_epoch", "max_crops", "synth_fakes", "jpeg_prob", "webp_prob", "jitter", "mask_prob", "shuffle_prob")
+CROPS_ONLY = ("steps_per_epoch", "max_crops", "synth_fakes", "jpeg_prob", "webp_prob", "min_quality", "jitter", "mask_prob", "shuffle_prob")
 
 
 def _given(ctx: typer.Context, names) -> list[str]:
@@ -28,8 +28,9 @@ def train(
     steps_per_epoch: Optional[int] = typer.Option(None, "--steps-per-epoch", min=1, help="With --preprocess crops: batches per epoch [default: about one crop per training image]."),
     max_crops: int = typer.Option(16, "--max-crops", min=1, help="With --preprocess crops: crops per image at evaluation and in the exported model."),
     synth_fakes: float = typer.Option(0.0, "--synth-fakes", min=0.0, max=1.0, help="With --preprocess crops: share of FAKE samples replaced by REAL crops upsampled 2x and lightly smoothed (generator-like upsampling traces without a generator's content)."),
-    jpeg_prob: float = typer.Option(0.5, "--jpeg-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops re-encoded as JPEG at a random quality 60-100 (both classes alike)."),
-    webp_prob: float = typer.Option(0.4, "--webp-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops re-encoded as lossy WebP at a random quality 60-100 instead (both classes alike; --jpeg-prob + --webp-prob <= 1). A codec only one class uses (the shared sd15 FAKE grids are WebP) becomes a label otherwise."),
+    jpeg_prob: float = typer.Option(0.5, "--jpeg-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops re-encoded as JPEG at a random quality (--min-quality to 100; both classes alike)."),
+    webp_prob: float = typer.Option(0.4, "--webp-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops re-encoded as lossy WebP at a random quality (--min-quality to 100) instead (both classes alike; --jpeg-prob + --webp-prob <= 1). A codec only one class uses (the shared sd15 FAKE grids are WebP) becomes a label otherwise."),
+    min_quality: int = typer.Option(60, "--min-quality", min=1, max=100, help="With --preprocess crops: the lowest JPEG/WebP quality drawn for re-encoding (qualities are uniform up to 100). Lower it when one class's sources are compressed harder than the other's (the shared sdfd FAKE faces are JPEG q75, most REAL photos q90-100)."),
     jitter: float = typer.Option(0.0, "--jitter", min=0.0, max=0.9, help="With --preprocess crops: colour jitter, the largest relative change of brightness, contrast and saturation (both classes alike; SAFE uses 0.5)."),
     mask_prob: float = typer.Option(0.0, "--mask-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops with random 16-px squares (up to 75% of the crop) blanked (SAFE's RandomMask)."),
     shuffle_prob: float = typer.Option(0.0, "--shuffle-prob", min=0.0, max=1.0, help="With --preprocess crops: share of training crops whose 16-px squares are permuted: pixel traces stay, content is scrambled."),
@@ -82,7 +83,7 @@ def train(
         out=str(out) if out else None, seed=seed, mixed_precision=mixed_precision, val_fraction=val_fraction,
         patience=patience, limit=limit, teacher=str(teacher) if teacher else None,
         init_seed=init_seed, preprocess=preprocess, front=front, steps_per_epoch=steps_per_epoch,
-        max_crops=max_crops, jpeg_prob=jpeg_prob, webp_prob=webp_prob, synth_fakes=synth_fakes, jitter=jitter, mask_prob=mask_prob,
+        max_crops=max_crops, jpeg_prob=jpeg_prob, webp_prob=webp_prob, min_quality=min_quality, synth_fakes=synth_fakes, jitter=jitter, mask_prob=mask_prob,
         shuffle_prob=shuffle_prob,
     )
     run_training(cfg)
