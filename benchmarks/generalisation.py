@@ -58,7 +58,7 @@ PROTOCOLS = {
     "A-safe": {**A, "extra": SAFE, "note": f"A {SAFE_NOTE}"},
     "A-shuffle": {**A, "extra": SHUFFLE, "note": f"A {SHUFFLE_NOTE}"},
     "A-webp": {**A, "extra": WEBP, "note": f"A {WEBP_NOTE}"},
-    "A-webp-seed1": {**A, "extra": [*WEBP, "--init-seed", "1"], "note": f"A-webp again with other initial weights, "
+    "A-webp-seed1": {**A, "extra": [*WEBP, "--init-seed", "1"], "note": "A-webp again with other initial weights, "
                      "data order and augmentation (--init-seed 1): how much of A-webp's change is one run's luck"},
     "B": B,
     "B-shuffle": {**B, "extra": SHUFFLE, "note": f"B {SHUFFLE_NOTE}"},

@@ -31,14 +31,6 @@ from training.native_data import run_val  # noqa: E402
 from training.run import Run  # noqa: E402
 
 
-def scores(model: Classifier, images: list[np.ndarray]) -> np.ndarray:
-    out = np.empty(len(images))
-    for i, arr in enumerate(images):
-        arrays, _ = model.inputs_for(Image.fromarray(arr))
-        out[i] = model.combine(model.predict(arrays))
-    return out
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="the training run folder (its config names sources, carve and seed)")
@@ -53,7 +45,7 @@ def main() -> None:
     reference = None
     for path in args.models:
         model = Classifier(path, threads=None)
-        p = scores(model, val.images)
+        p = np.array([model.p_fake(Image.fromarray(arr)) for arr in val.images])
         t = model.threshold
         row = {"threshold": t, "all": binary_metrics(y, p, t)}
         for s in names_of_sources:

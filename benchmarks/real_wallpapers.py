@@ -30,9 +30,9 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgedetect.errors import EdgeDetectError, ImageError  # noqa: E402
+from edgedetect.errors import EdgeDetectError  # noqa: E402
 from edgedetect.files import atomic_write_text  # noqa: E402
-from edgedetect.preprocess import open_image  # noqa: E402
+from edgedetect.predict import predict_files  # noqa: E402
 from edgedetect.runtime import Classifier  # noqa: E402
 
 # package -> what it holds (all REAL: made without an image generator)
@@ -77,14 +77,16 @@ def images_of(root: Path) -> list[Path]:
                   and p.is_file() and not p.is_symlink())
 
 
-def score(model: Classifier, path: Path) -> float | None:
-    """The image's p_fake, or None (and a line on stderr) when it cannot be read."""
-    try:
-        arrays, _ = model.inputs_for(open_image(path))
-    except ImageError as e:
-        print(f"skipped: {e}", file=sys.stderr)
-        return None
-    return model.combine(model.predict(arrays))
+def scores(model: Classifier, files: list[Path]) -> dict[Path, float]:
+    """p_fake of every readable file, by :func:`edgedetect.predict.predict_files` (what ``edgedetect predict``
+    runs); a file that cannot be read is left out with a line on stderr."""
+    out = {}
+    for r in predict_files(model, [str(f) for f in files]):
+        if r["error"]:
+            print(f"skipped: {r['path']}: {r['error']}", file=sys.stderr)
+        else:
+            out[Path(r["path"])] = r["p_fake"]
+    return out
 
 
 def main() -> None:
@@ -101,16 +103,17 @@ def main() -> None:
     for path in args.models:
         model = Classifier(path, threads=None)
         t = model.threshold
-        scores = {pkg: {str(f.relative_to(args.cache / pkg)): score(model, f) for f in fs} for pkg, fs in files.items()}
-        scores = {pkg: {f: p for f, p in s.items() if p is not None} for pkg, s in scores.items()}
-        doc["models"][str(path)] = {"threshold": t, "scores": scores}
-        every = np.array([p for s in scores.values() for p in s.values()])
+        by_package = {pkg: {str(f.relative_to(args.cache / pkg)): p for f, p in scores(model, fs).items()}
+                      for pkg, fs in files.items()}
+        doc["models"][str(path)] = {"threshold": t, "scores": by_package}
+        every = np.array([p for s in by_package.values() for p in s.values()])
         print(f"\n{path} (threshold {t:.3f}): {np.mean(every >= t):.1%} of {len(every)} real images called FAKE")
         print("\n| package | content | n | called FAKE | median p_fake |\n|---|---|---:|---:|---:|")
-        for pkg, s in scores.items():
+        for pkg, s in by_package.items():
             p = np.array(list(s.values()))
             print(f"| {pkg} | {PACKAGES[pkg]} | {len(p)} | {np.mean(p >= t):.2f} | {np.median(p):.2f} |")
-        flagged = sorted(((p, f"{pkg}/{f}") for pkg, s in scores.items() for f, p in s.items() if p >= t), reverse=True)
+        flagged = sorted(((p, f"{pkg}/{f}") for pkg, s in by_package.items() for f, p in s.items() if p >= t),
+                         reverse=True)
         print("\ncalled FAKE:\n" + "\n".join(f"  {p:.3f}  {name}" for p, name in flagged))
     if args.json:
         atomic_write_text(args.json, json.dumps(doc, indent=1) + "\n")

@@ -187,6 +187,14 @@ class Classifier:
             return float(p_crops[0])
         return combine(p_crops, self.metadata.preprocessing.get("combine", "mean"))
 
+    def p_fake(self, img) -> float:
+        """One decoded image's p_fake: its inputs (:meth:`inputs_for`), one invoke, the combine rule (:meth:`combine`).
+
+        ``edgedetect predict`` batches the inputs of several images instead; the number is the same.
+        """
+        arrays, _ = self.inputs_for(img)
+        return self.combine(self.predict(arrays))
+
     def pick(self, width: int, height: int) -> "Classifier":
         """The model for an image of this size: itself (see :class:`edgedetect.predict.AutoModel` for routing)."""
         return self

@@ -106,7 +106,8 @@ class NativeData:
         print_skipped(console, self.unreadable)
         self.train, self.val = carve_val(data, cfg.val_fraction, cfg.seed)
         self.source = ", ".join(sources)
-        self.augment = (Augment(jpeg=cfg.jpeg_prob, webp=cfg.webp_prob, codec_quality=(cfg.min_quality, 100), jitter=cfg.jitter, mask=cfg.mask_prob, shuffle=cfg.shuffle_prob)
+        self.augment = (Augment(jpeg=cfg.jpeg_prob, webp=cfg.webp_prob, codec_quality=(cfg.min_quality, 100),
+                                jitter=cfg.jitter, mask=cfg.mask_prob, shuffle=cfg.shuffle_prob)
                         if cfg.augment else NO_AUGMENT)
         steps = cfg.steps_per_epoch or steps_for(self.train, cfg.batch_size)
         self.train_seq = CropSequence(self.train, cfg.img_size, cfg.batch_size, steps, init_seed, self.augment,

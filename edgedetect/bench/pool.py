@@ -33,11 +33,9 @@ def _classify_chunk(clf: Classifier | None, items: list, perturbation: Perturbat
         for j, item in enumerate(items):
             try:
                 img = open_image(item)
-                arrays, _ = clf.inputs_for(perturbation.apply(img) if perturbation is not None else img)
+                out[j] = clf.p_fake(perturbation.apply(img) if perturbation is not None else img)
             except ImageError as e:
                 errors.append((j, e.problem))
-                continue
-            out[j] = clf.combine(clf.predict(arrays))
         return out, errors
     for j, item in enumerate(items):
         try:
